@@ -1,0 +1,1 @@
+"""Device drivers: for each device kind its protocol, register or command table, and simulator."""

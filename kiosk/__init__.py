@@ -1,0 +1,1 @@
+"""The public terminal: launcher, session, wipe, browser policies and anonymous statistics."""
