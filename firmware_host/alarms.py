@@ -1,0 +1,267 @@
+"""Alarms as objects: declarative rules over the live state, raised and cleared with events and the buzzer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .state import StateModel
+
+SEVERITIES = ("info", "warning", "alarm", "critical")
+
+# A rule's condition returns None (no alarm) or the alarm's message (it may vary with the values).
+Condition = Callable[[StateModel], str | None]
+
+
+@dataclass(frozen=True)
+class AlarmRule:
+    id: str
+    severity: str
+    condition: Condition
+    delay_s: float = 0.0  # the condition must hold this long before the alarm is raised (sensors disagreeing)
+    buzzer: bool = False  # interlocks sound the buzzer until acknowledged
+
+
+@dataclass
+class Alarm:
+    id: str
+    severity: str
+    message: str
+    since: float
+    buzzer: bool = False
+    acknowledged: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "severity": self.severity,
+            "since": self.since,
+            "message": self.message,
+            "acknowledged": self.acknowledged,
+        }
+
+
+@dataclass
+class _Pending:
+    first_seen: float
+    message: str
+
+
+@dataclass
+class AlarmManager:
+    """Evaluates every rule after each state change and keeps the set of active alarms.
+
+    ``emit(type, **data)`` records events (``alarm.raised`` / ``alarm.cleared``); ``on_change`` is told when
+    the set or the buzzer demand changes. Rules with a ``delay_s`` are re-checked by ``tick()``.
+    """
+
+    state: StateModel
+    emit: Callable[..., Any]
+    clock: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
+    rules: list[AlarmRule] = field(default_factory=list)
+    on_change: list[Callable[[], None]] = field(default_factory=list)
+    active: dict[str, Alarm] = field(default_factory=dict)
+    _pending: dict[str, _Pending] = field(default_factory=dict)
+
+    def add_rules(self, rules: list[AlarmRule]) -> None:
+        known = {r.id for r in self.rules}
+        for rule in rules:
+            if rule.severity not in SEVERITIES:
+                raise ValueError(f"alarm rule {rule.id}: unknown severity {rule.severity!r}")
+            if rule.id in known:
+                raise ValueError(f"alarm rule {rule.id}: defined twice")
+            known.add(rule.id)
+            self.rules.append(rule)
+
+    def evaluate(self) -> None:
+        changed = False
+        now_mono = self.monotonic()
+        for rule in self.rules:
+            try:
+                message = rule.condition(self.state)
+            except (TypeError, KeyError, ValueError):  # a rule over a value that is still unknown
+                message = None
+            if message is None:
+                self._pending.pop(rule.id, None)
+                if rule.id in self.active:
+                    alarm = self.active.pop(rule.id)
+                    self.emit(
+                        "alarm.cleared",
+                        alarm_id=alarm.id,
+                        severity=alarm.severity,
+                        duration_s=round(self.clock() - alarm.since, 1),
+                    )
+                    changed = True
+                continue
+            if rule.id in self.active:
+                if self.active[rule.id].message != message:
+                    self.active[rule.id].message = message
+                    changed = True
+                continue
+            if rule.delay_s > 0:
+                pending = self._pending.setdefault(rule.id, _Pending(now_mono, message))
+                if now_mono - pending.first_seen < rule.delay_s:
+                    continue
+                self._pending.pop(rule.id)
+            alarm = Alarm(rule.id, rule.severity, message, self.clock(), buzzer=rule.buzzer)
+            self.active[rule.id] = alarm
+            self.emit("alarm.raised", alarm_id=alarm.id, severity=alarm.severity, message=message)
+            changed = True
+        if changed:
+            for cb in list(self.on_change):
+                cb()
+
+    def next_deadline(self) -> float | None:
+        """Seconds until a pending delayed rule could fire, for the controller's timer."""
+        if not self._pending:
+            return None
+        delays = {r.id: r.delay_s for r in self.rules}
+        now = self.monotonic()
+        return max(0.0, min(p.first_seen + delays[rid] - now for rid, p in self._pending.items()))
+
+    def acknowledge(self, alarm_id: str | None = None) -> list[str]:
+        """Acknowledge one alarm or all: silences the buzzer, the alarm stays until its cause is gone."""
+        acked = []
+        for alarm in self.active.values():
+            if (alarm_id is None or alarm.id == alarm_id) and not alarm.acknowledged:
+                alarm.acknowledged = True
+                acked.append(alarm.id)
+        if alarm_id is not None and alarm_id not in self.active:
+            raise KeyError(alarm_id)
+        for aid in acked:
+            self.emit("alarm.acknowledged", alarm_id=aid)
+        if acked:
+            for cb in list(self.on_change):
+                cb()
+        return acked
+
+    @property
+    def buzzer_wanted(self) -> bool:
+        return any(a.buzzer and not a.acknowledged for a in self.active.values())
+
+    def as_list(self) -> list[dict[str, Any]]:
+        order = {s: i for i, s in enumerate(SEVERITIES)}
+        return [
+            a.as_dict() for a in sorted(self.active.values(), key=lambda a: (-order[a.severity], a.since))
+        ]
+
+
+# --- the built-in rules -----------------------------------------------------------------------------------
+
+
+def _v(state: StateModel, comp: str, key: str) -> Any:
+    return state.value(comp, key)
+
+
+def inverter_alarm_rules(names: tuple[str, ...]) -> list[AlarmRule]:
+    """One rule per VE.Bus alarm register: warning or alarm as the inverter reports it."""
+    rules = []
+    for name in names:
+        for severity in ("warning", "alarm"):
+
+            def cond(s: StateModel, name: str = name, severity: str = severity) -> str | None:
+                alarms = _v(s, "power", "alarms") or {}
+                if alarms.get(name) == severity and s.is_fresh("power"):
+                    return f"inverter reports {name.replace('_', ' ')}: {severity}"
+                return None
+
+            rules.append(
+                AlarmRule(f"inverter.{name}" + ("" if severity == "alarm" else ".warning"), severity, cond)
+            )
+    return rules
+
+
+def core_rules(
+    *,
+    inverter: bool,
+    meter: bool,
+    pin: bool,
+    low_soc: float,
+    disagree_after_s: float,
+    stale_components: list[tuple[str, str]],
+) -> list[AlarmRule]:
+    rules: list[AlarmRule] = []
+    if inverter:
+        rules += inverter_alarm_rules(
+            (
+                "high_temperature",
+                "low_battery",
+                "overload",
+                "temperature_sensor",
+                "voltage_sensor",
+                "ripple",
+                "phase_rotation",
+            )
+        )
+
+        def vebus_error(s: StateModel) -> str | None:
+            err = _v(s, "power", "vebus_error")
+            return f"VE.Bus error {err}" if err and s.is_fresh("power") else None
+
+        def low_soc_rule(s: StateModel) -> str | None:
+            soc = _v(s, "power", "soc")
+            if soc is not None and soc < low_soc and s.is_fresh("power") and not _v(s, "shore", "connected"):
+                return f"battery at {soc:.0f} % without shore power"
+            return None
+
+        rules += [
+            AlarmRule("inverter.vebus_error", "alarm", vebus_error),
+            AlarmRule("power.low_soc", "warning", low_soc_rule),
+        ]
+
+    for device_id, component in stale_components:
+
+        def stale(s: StateModel, component: str = component, device_id: str = device_id) -> str | None:
+            comp = s.components[component]
+            if comp.stale and comp.ts is not None:  # it answered once, then stopped
+                return f"{device_id} not answering: {comp.stale_reason}"
+            if comp.stale and comp.stale_reason and comp.stale_reason != "no reading yet":
+                return f"{device_id} not answering: {comp.stale_reason}"
+            return None
+
+        rules.append(AlarmRule(f"{device_id}.stale", "warning", stale))
+
+    if sum((inverter, meter, pin)) >= 2:
+
+        def disagree(s: StateModel) -> str | None:
+            sources = _v(s, "shore", "sources") or {}
+            known = {k: v for k, v in sources.items() if v is not None}
+            if len(set(known.values())) > 1:
+                detail = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in sorted(known.items()))
+                return f"shore power sources disagree ({detail})"
+            return None
+
+        rules.append(AlarmRule("shore.sources_disagree", "warning", disagree, delay_s=disagree_after_s))
+
+    if inverter or meter or pin:
+        was_connected = False
+
+        def shore_lost(s: StateModel) -> str | None:
+            # Unplugging to drive away is normal (ignition on forgets the plug); a loss while parked is news.
+            nonlocal was_connected
+            connected = _v(s, "shore", "connected")
+            if connected or _v(s, "vehicle", "ignition"):
+                was_connected = bool(connected)
+                return None
+            return "shore power lost while parked" if connected is False and was_connected else None
+
+        rules.append(AlarmRule("shore.lost", "warning", shore_lost))
+
+    def antenna_up(s: StateModel) -> str | None:
+        if _v(s, "vehicle", "ignition") and _v(s, "vehicle", "antenna_stowed") is False:
+            return "ignition on while the antenna is raised: stow it before driving"
+        return None
+
+    def shore_plugged(s: StateModel) -> str | None:
+        if _v(s, "vehicle", "ignition") and _v(s, "shore", "connected"):
+            return "ignition on while shore power is connected: unplug the cable before driving"
+        return None
+
+    rules += [
+        AlarmRule("interlock.antenna_up", "critical", antenna_up, buzzer=True),
+        AlarmRule("interlock.shore_connected", "critical", shore_plugged, buzzer=True),
+    ]
+    return rules

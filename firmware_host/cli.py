@@ -1,0 +1,282 @@
+"""The `allervers` command line: run the controller, query it, check configs, run the simulators."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import config as config_mod
+from .api import ClientError, call_once
+
+EXIT_CONFIG = 2
+EXIT_UNREACHABLE = 3
+
+# Subcommands contributed by other features: (name, help, add_arguments, run). Each feature registers here.
+EXTRA_COMMANDS: list[
+    tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+]
+EXTRA_COMMANDS = []
+
+
+def _load(args: argparse.Namespace) -> config_mod.Config:
+    return config_mod.load(args.config)
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-c",
+        "--config",
+        help="config file (default: $ALLERVERS_CONFIG, else "
+        f"{config_mod.DEFAULT_CONFIG_PATH}, else built-in defaults)",
+    )
+
+
+# --- run -------------------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .controller import run
+
+    cfg = _load(args)
+    _setup_logging(args.verbose)
+    try:
+        asyncio.run(run(cfg))
+    except OSError as exc:
+        print(f"allervers: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Controller and simulators in one process, with a live view of the state."""
+    from .controller import Controller
+    from .statusview import live_view
+
+    cfg = _load(args)
+    if not cfg.simulation.embedded:
+        print(f"{cfg.source}: simulation.embedded: the demo needs embedded = true", file=sys.stderr)
+        return EXIT_CONFIG
+    _setup_logging(args.verbose, quiet=True)
+
+    async def main() -> None:
+        import signal
+
+        controller = Controller(cfg)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await controller.start()
+            await live_view(controller, stop, duration=args.duration)
+        finally:
+            await controller.stop()
+
+    asyncio.run(main())
+    return 0
+
+
+# --- status and other queries ------------------------------------------------------------------------------
+
+
+def _query(args: argparse.Namespace, cmd: str, cmd_args: dict[str, Any] | None = None) -> Any:
+    cfg = _load(args)
+    return asyncio.run(call_once(cfg.api.control_socket, cmd, cmd_args))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .statusview import render_text
+
+    snap = _query(args, "status")
+    if args.json:
+        print(json.dumps(snap, indent=2, ensure_ascii=False))
+    else:
+        print(render_text(snap))
+    return 0
+
+
+def cmd_alarms(args: argparse.Namespace) -> int:
+    if args.ack is not None:
+        acked = _query(args, "alarms.ack", {"id": args.ack} if args.ack != "all" else {})
+        print(f"acknowledged: {', '.join(acked) or 'nothing'}")
+        return 0
+    alarms = _query(args, "alarms")
+    if args.json:
+        print(json.dumps(alarms, indent=2, ensure_ascii=False))
+    elif not alarms:
+        print("no active alarm")
+    for a in [] if args.json else alarms:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a["since"]))
+        print(f"{a['severity']:<9} {a['id']:<28} since {since}  {a['message']}")
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    events = _query(args, "events", {"after": args.after, "limit": args.limit})
+    for e in events:
+        if args.json:
+            print(json.dumps(e, ensure_ascii=False))
+        else:
+            extra = {k: v for k, v in e.items() if k not in ("seq", "ts", "clock_synced", "type")}
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["ts"]))
+            mark = "" if e["clock_synced"] else "~"
+            print(f"{e['seq']:>7} {mark}{when} {e['type']:<24} {json.dumps(extra, ensure_ascii=False)}")
+    return 0
+
+
+def cmd_sim_set(args: argparse.Namespace) -> int:
+    values: dict[str, Any] = {}
+    for item in args.assignments:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            print(f"allervers sim-set: {item!r}: expected key=value", file=sys.stderr)
+            return EXIT_CONFIG
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw
+    print(json.dumps(_query(args, "sim.set", values), ensure_ascii=False))
+    return 0
+
+
+# --- config ------------------------------------------------------------------------------------------------
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    cfg = config_mod.load(args.file)
+    devices = [name for name in ("inverter", "modem") if getattr(cfg, name) is not None]
+    if cfg.shore_power.meter is not None:
+        devices.append("shore meter")
+    print(f"{cfg.source}: OK (vehicle {cfg.vehicle.id}; devices: {', '.join(devices) or 'none'})")
+    return 0
+
+
+# --- simulators ---------------------------------------------------------------------------------------------
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from drivers.scenario import Simulation
+
+    cfg = _load(args)
+    _setup_logging(args.verbose)
+
+    async def main() -> None:
+        import signal
+
+        sim = Simulation.from_config(cfg, standalone=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await sim.start()
+        for line in sim.describe():
+            print(line, flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await sim.stop()
+
+    asyncio.run(main())
+    return 0
+
+
+# --- plumbing ----------------------------------------------------------------------------------------------
+
+
+def _setup_logging(verbose: bool, quiet: bool = False) -> None:
+    level = logging.DEBUG if verbose else (logging.ERROR if quiet else logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="allervers", description="On-board controller of a digital-inclusion bus"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the controller (the long-running process)")
+    _add_config(p)
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="controller and simulators together, with a live view of the state")
+    _add_config(p)
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("status", help="print the state of the running controller")
+    _add_config(p)
+    p.add_argument("--json", action="store_true", help="the JSON snapshot (the public contract)")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("alarms", help="list (or acknowledge) the active alarms")
+    _add_config(p)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--ack", nargs="?", const="all", metavar="ID", help="acknowledge one alarm, or all")
+    p.set_defaults(func=cmd_alarms)
+
+    p = sub.add_parser("events", help="print the event log")
+    _add_config(p)
+    p.add_argument("--after", type=int, default=0, help="only events with a larger seq")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_events)
+
+    p = sub.add_parser("config", help="config tools")
+    csub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    pc = csub.add_parser("check", help="validate a config file and exit (2 if invalid)")
+    pc.add_argument("file")
+    pc.set_defaults(func=cmd_config_check)
+
+    p = sub.add_parser("sim", help="run every configured device simulator as a real peer (standalone)")
+    _add_config(p)
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_sim)
+
+    p = sub.add_parser("sim-set", help="drive simulated inputs of a running demo: key=value ...")
+    _add_config(p)
+    p.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_sim_set)
+
+    for name, help_text, add_arguments, run_fn in EXTRA_COMMANDS:
+        p = sub.add_parser(name, help=help_text)
+        _add_config(p)
+        add_arguments(p)
+        p.set_defaults(func=run_fn)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _load_extras()
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except config_mod.ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    except ClientError as exc:
+        print(f"allervers: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _load_extras() -> None:
+    """Import the feature modules that add subcommands (each appends to EXTRA_COMMANDS on import)."""
+    import importlib
+
+    for module in ():
+        importlib.import_module(module)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,471 @@
+"""Load and validate the bus's TOML config against a declarative schema; every error names file and key."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG_PATH = "/etc/allervers/allervers.toml"
+_REQUIRED = object()
+
+
+class ConfigError(ValueError):
+    """A config problem, formatted as ``<file>: <key.path>: <what is wrong>``."""
+
+    def __init__(self, source: str, key: str, problem: str):
+        self.source, self.key, self.problem = source, key, problem
+        super().__init__(f"{source}: {key}: {problem}" if key else f"{source}: {problem}")
+
+
+# --- the schema language --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Key:
+    """One scalar or list option. ``kind`` is str, int, float, bool, "path", "list[str]", "list[int]"."""
+
+    kind: Any
+    default: Any = None
+    choices: tuple | None = None
+    min: float | None = None
+    max: float | None = None
+    pattern: str | None = None
+    required: bool = False
+    check: Callable[[Any], str | None] | None = None  # returns a problem or None
+
+    def validate(self, value: Any, where: Callable[[str], ConfigError], base_dir: Path) -> Any:
+        kind = self.kind
+        if kind in ("list[str]", "list[int]"):
+            item_kind = str if kind == "list[str]" else int
+            if not isinstance(value, list):
+                raise where(f"must be a list, got {_type_name(value)}")
+            for i, item in enumerate(value):
+                if not _is_kind(item, item_kind):
+                    raise where(f"item {i} must be {item_kind.__name__}, got {_type_name(item)}")
+            result: Any = list(value)
+        elif kind == "path":
+            if not isinstance(value, str) or not value:
+                raise where(f"must be a non-empty path string, got {_type_name(value)}")
+            result = resolve_path(value, base_dir)
+        else:
+            if not _is_kind(value, kind):
+                raise where(f"must be {kind.__name__}, got {_type_name(value)} {value!r}")
+            result = float(value) if kind is float else value
+        if self.choices is not None and result not in self.choices:
+            raise where(f"must be one of {', '.join(repr(c) for c in self.choices)}, got {result!r}")
+        if self.min is not None or self.max is not None:
+            items = result if isinstance(result, list) else [result]
+            for item in items:
+                if (self.min is not None and item < self.min) or (self.max is not None and item > self.max):
+                    raise where(f"must be {_fmt(self.min)}..{_fmt(self.max)}, got {_fmt(item)}")
+        if self.pattern is not None and not re.fullmatch(self.pattern, result):
+            raise where(f"must match {self.pattern}, got {result!r}")
+        if self.check is not None and (problem := self.check(result)):
+            raise where(problem)
+        return result
+
+
+@dataclass(frozen=True)
+class Table:
+    """A TOML table with a fixed set of keys; unknown keys are errors. Optional tables may be absent."""
+
+    keys: dict[str, Any]
+    optional: bool = False
+    check: Callable[[dict[str, Any]], tuple[str, str] | None] | None = None  # -> (key, problem)
+
+
+@dataclass(frozen=True)
+class ArrayOf:
+    """An array of tables (``[[section]]``); ``default`` is used when the array is absent."""
+
+    table: Table
+    default: list[dict[str, Any]] = field(default_factory=list)
+    unique: str | None = None  # a key whose values must be unique across the array
+
+
+def _is_kind(value: Any, kind: Any) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _type_name(value: Any) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return ""
+    if isinstance(x, float) and x.is_integer():
+        return str(int(x))
+    return str(x)
+
+
+def resolve_path(value: str, base_dir: Path) -> str:
+    """Expand ``~`` and make relative paths relative to the config file's folder (not the cwd)."""
+    p = Path(os.path.expanduser(value))
+    return str(p if p.is_absolute() else (base_dir / p).resolve())
+
+
+# --- the view handed to the rest of the program --------------------------------------------------------------
+
+
+class Section:
+    """Read-only attribute view of a validated table: ``cfg.inverter.unit``."""
+
+    def __init__(self, name: str, values: dict[str, Any]):
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_values", values)
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(f"config section [{self._name}] has no key {key!r}") from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("config is read-only")
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._values
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._values.get(key, default)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (v.as_dict() if isinstance(v, Section) else v) for k, v in self._values.items()}
+
+
+class Config(Section):
+    """The whole validated config; optional sections that are absent read as ``None``."""
+
+    def __init__(self, values: dict[str, Any], source: str, base_dir: Path, source_path: str | None = None):
+        super().__init__("", values)
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "base_dir", base_dir)
+        object.__setattr__(self, "source_path", source_path or source)
+
+    def __getattr__(self, key: str) -> Any:
+        if key in SCHEMA:
+            return self._values.get(key)
+        raise AttributeError(f"config has no section {key!r}")
+
+
+def _wrap(name: str, value: Any) -> Any:
+    if isinstance(value, dict):
+        return Section(name, {k: _wrap(f"{name}.{k}", v) for k, v in value.items()})
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return [_wrap(name, v) for v in value]
+    return value
+
+
+# --- validation --------------------------------------------------------------------------------------------
+
+
+def _validate_table(table: Table, raw: Any, path: str, source: str, base_dir: Path) -> dict[str, Any]:
+    def where(key: str) -> Callable[[str], ConfigError]:
+        return lambda problem: ConfigError(source, key, problem)
+
+    if not isinstance(raw, dict):
+        raise ConfigError(source, path, f"must be a table, got {_type_name(raw)}")
+    for key in raw:
+        if key not in table.keys:
+            known = ", ".join(sorted(table.keys))
+            raise ConfigError(source, _join(path, key), f"unknown key (known keys: {known})")
+    out: dict[str, Any] = {}
+    for key, spec in table.keys.items():
+        kpath = _join(path, key)
+        if isinstance(spec, Table):
+            if key in raw:
+                out[key] = _validate_table(spec, raw[key], kpath, source, base_dir)
+            elif not spec.optional:
+                out[key] = _validate_table(spec, {}, kpath, source, base_dir)
+            else:
+                out[key] = None
+        elif isinstance(spec, ArrayOf):
+            items = raw.get(key, spec.default)
+            if not isinstance(items, list):
+                raise ConfigError(
+                    source, kpath, f"must be an array of tables ([[{kpath}]]), got {_type_name(items)}"
+                )
+            out[key] = [
+                _validate_table(spec.table, item, f"{kpath}[{i}]", source, base_dir)
+                for i, item in enumerate(items)
+            ]
+            if spec.unique:
+                seen: set = set()
+                for i, item in enumerate(out[key]):
+                    if item[spec.unique] in seen:
+                        raise ConfigError(
+                            source, f"{kpath}[{i}].{spec.unique}", f"duplicate value {item[spec.unique]!r}"
+                        )
+                    seen.add(item[spec.unique])
+        elif key in raw:
+            out[key] = spec.validate(raw[key], where(kpath), base_dir)
+        elif spec.required:
+            raise ConfigError(source, kpath, "is required")
+        else:
+            default = spec.default() if callable(spec.default) else spec.default
+            if spec.kind == "path" and isinstance(default, str):
+                default = resolve_path(default, base_dir)
+            out[key] = default
+    if table.check is not None and (problem := table.check(out)):
+        key, text = problem
+        raise ConfigError(source, _join(path, key), text)
+    return out
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def validate(
+    raw: dict[str, Any],
+    source: str = "<config>",
+    base_dir: Path | None = None,
+    source_path: str | None = None,
+) -> Config:
+    """Validate an already-parsed TOML document against SCHEMA."""
+    base = base_dir or Path.cwd()
+    values = _validate_table(Table(SCHEMA), raw, "", source, base)
+    _check_cross_section(values, source)
+    wrapped = {k: _wrap(k, v) for k, v in values.items()}
+    return Config(wrapped, source, base, source_path)
+
+
+def load(path: str | os.PathLike | None = None) -> Config:
+    """Load the config from ``path``, else ``$ALLERVERS_CONFIG``, else the system default, else built-in defaults."""
+    chosen = path or os.environ.get("ALLERVERS_CONFIG")
+    if not chosen:
+        if not Path(DEFAULT_CONFIG_PATH).exists():
+            return validate({}, "<built-in defaults>", Path.cwd())
+        chosen = DEFAULT_CONFIG_PATH
+    p = Path(chosen)
+    name = p.name
+    try:
+        text = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(name, "", f"cannot read {p}: {exc.strerror or exc}") from None
+    try:
+        raw = tomllib.loads(text.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(name, "", f"not UTF-8 text (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(name, "", f"TOML syntax error: {exc}") from None
+    return validate(raw, name, p.resolve().parent, str(p))
+
+
+def iter_keys(table: Table | None = None, prefix: str = "") -> Iterator[str]:
+    """Every key path of the schema (used to check that the shipped example documents them all)."""
+    for key, spec in (table or Table(SCHEMA)).keys.items():
+        path = _join(prefix, key)
+        if isinstance(spec, Table):
+            yield from iter_keys(spec, path)
+        elif isinstance(spec, ArrayOf):
+            yield from iter_keys(spec.table, path)
+        else:
+            yield path
+
+
+# --- the schema itself -------------------------------------------------------------------------------------
+
+
+def _modbus_transport_check(t: dict[str, Any]) -> tuple[str, str] | None:
+    if t["transport"] in ("tcp", "rtu-over-tcp") and not t["host"]:
+        return "host", f"is required with transport = {t['transport']!r}"
+    if t["transport"] == "rtu" and not t["serial_port"]:
+        return "serial_port", "is required with transport = 'rtu'"
+    return None
+
+
+def _modbus_keys(
+    profiles: tuple[str, ...],
+    default_unit: int,
+    default_transport: str,
+    default_port: int,
+    default_baud: int,
+    poll_s: float,
+) -> dict[str, Any]:
+    return {
+        "profile": Key(str, profiles[0], choices=profiles),
+        "transport": Key(str, default_transport, choices=("tcp", "rtu", "rtu-over-tcp")),
+        "host": Key(str, ""),
+        "port": Key(int, default_port, min=1, max=65535),
+        "serial_port": Key(str, ""),
+        "baudrate": Key(int, default_baud, choices=(1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)),
+        "unit": Key(int, default_unit, min=1, max=247),
+        "poll_s": Key(float, poll_s, min=0.2, max=3600),
+        "timeout_s": Key(float, 1.0, min=0.1, max=30),
+    }
+
+
+def _pin(default: int | None = None) -> Key:
+    # BCM numbers of the 40-pin header; gpiozero also accepts names, but numbers keep configs unambiguous.
+    return Key(int, default, min=0, max=27)
+
+
+def _loopback_or_insecure(m: dict[str, Any]) -> tuple[str, str] | None:
+    if not m["tls"] and not m["insecure"]:
+        try:
+            loopback = m["host"] == "localhost" or ipaddress.ip_address(m["host"]).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            return "tls", f"plaintext MQTT to {m['host']!r} is refused: use tls = true or set insecure = true"
+    if (m["cert_file"] is None) != (m["key_file"] is None):
+        return "cert_file", "cert_file and key_file go together"
+    return None
+
+
+SCHEMA: dict[str, Any] = {
+    "vehicle": Table(
+        {
+            "id": Key(str, "bus-01", pattern=r"[a-z0-9-]{1,32}"),
+            "name": Key(str, "Bus France Services"),
+        }
+    ),
+    "modem": Table(
+        {
+            "port": Key(str, required=True),
+            "baudrate": Key(int, 115200, choices=(9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)),
+            "profile": Key(str, "3gpp", choices=("3gpp", "iridium")),
+            "poll_s": Key(float, 10.0, min=1, max=3600),
+        },
+        optional=True,
+    ),
+    "inverter": Table(
+        {
+            **_modbus_keys(("victron-gx",), 227, "tcp", 502, 115200, 2.0),
+            "system_unit": Key(int, 100, min=1, max=247),
+            "allow_writes": Key(bool, False),
+        },
+        optional=True,
+        check=_modbus_transport_check,
+    ),
+    "shore_power": Table(
+        {
+            "presence_pin": _pin(),
+            "active_high": Key(bool, True),
+            "debounce_s": Key(float, 0.3, min=0, max=10),
+            "meter": Table(
+                _modbus_keys(("sdm120",), 1, "rtu", 502, 9600, 5.0),
+                optional=True,
+                check=_modbus_transport_check,
+            ),
+        }
+    ),
+    "gpio": Table(
+        {
+            "pin_factory": Key(str, None, choices=("lgpio", "mock")),
+            "ignition_pin": _pin(),
+            "antenna_stowed_pin": _pin(),
+            "door_pin": _pin(),
+            "buzzer_pin": _pin(),
+            "status_led_pin": _pin(),
+            "debounce_s": Key(float, 0.1, min=0, max=10),
+        }
+    ),
+    "storage": Table(
+        {
+            "path": Key("path", "/var/lib/allervers/allervers.db"),
+            "aggregate_flush_s": Key(float, 300.0, min=10, max=3600),
+            "retention_days": Key(int, 31, min=1, max=3650),
+        }
+    ),
+    "api": Table(
+        {
+            "control_socket": Key("path", "/run/allervers/control.sock"),
+            "kiosk_socket": Key("path", "/run/allervers/kiosk.sock"),
+            "max_line_bytes": Key(int, 65536, min=1024, max=1048576),
+        }
+    ),
+    "alarms": Table(
+        {
+            "low_soc": Key(float, 20.0, min=0, max=100),
+            "disagree_after_s": Key(float, 15.0, min=0, max=600),
+        }
+    ),
+    "simulation": Table(
+        {
+            "embedded": Key(bool, False),
+            "speed": Key(float, 1.0, min=0.1, max=3600),
+            "seed": Key(int, None),
+            "modem_profile": Key(str, "3gpp", choices=("3gpp", "iridium")),
+            "modem_link": Key("path", "sim/modem"),
+        }
+    ),
+    "mqtt": Table(
+        {
+            "host": Key(str, required=True),
+            "port": Key(int, None, min=1, max=65535),
+            "client_id": Key(str, None, pattern=r"[A-Za-z0-9_.:-]{1,64}"),
+            "topic_prefix": Key(str, None, pattern=r"[^#+\s]+(/[^#+\s]+)*"),
+            "username": Key(str, None),
+            "password_file": Key("path", None),
+            "tls": Key(bool, True),
+            "insecure": Key(bool, False),
+            "ca_file": Key("path", None),
+            "cert_file": Key("path", None),
+            "key_file": Key("path", None),
+            "keepalive_s": Key(int, 300, min=10, max=65535),
+            "link_gate": Key(str, "modem", choices=("modem", "always")),
+            "refresh_s": Key(float, 3600.0, min=10, max=7 * 86400),
+            "max_backlog_events": Key(int, 100_000, min=100, max=10_000_000),
+            "ha_discovery": Key(bool, False),
+            "deadbands": Table(
+                {
+                    "ac_v": Key(float, 2.0, min=0),
+                    "dc_v": Key(float, 0.1, min=0),
+                    "a": Key(float, 0.5, min=0),
+                    "w": Key(float, 50.0, min=0),
+                    "soc": Key(float, 1.0, min=0),
+                    "hz": Key(float, 0.2, min=0),
+                    "c": Key(float, 1.0, min=0),
+                }
+            ),
+        },
+        optional=True,
+        check=_loopback_or_insecure,
+    ),
+}
+
+
+def _check_cross_section(values: dict[str, Any], source: str) -> None:
+    gpio = values["gpio"]
+    used: dict[int, str] = {}
+    pins = [
+        (f"gpio.{k}", gpio[k])
+        for k in ("ignition_pin", "antenna_stowed_pin", "door_pin", "buzzer_pin", "status_led_pin")
+    ]
+    pins.append(("shore_power.presence_pin", values["shore_power"]["presence_pin"]))
+    for key, pin in pins:
+        if pin is None:
+            continue
+        if pin in used:
+            raise ConfigError(source, key, f"pin {pin} is already used by {used[pin]}")
+        used[pin] = key
+    api = values["api"]
+    if api["control_socket"] == api["kiosk_socket"]:
+        raise ConfigError(source, "api.kiosk_socket", "must differ from api.control_socket")
+    for key in ("control_socket", "kiosk_socket"):
+        if len(api[key].encode()) > 107:
+            raise ConfigError(
+                source, f"api.{key}", f"socket path too long for a Unix socket ({len(api[key])} > 107)"
+            )
