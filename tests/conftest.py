@@ -1,0 +1,99 @@
+"""Shared fixtures: condition waits, free ports, an in-process controller; in CI a skipped test is a failure."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from firmware_host import config as config_mod
+from firmware_host.controller import Controller
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    """In CI every test must run: turn a skip (and an xfail) into a failure naming the reason."""
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI (CI=true makes skips failures): {reason}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def wait_until(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
+                     message: str = "condition") -> Any:
+    """Poll ``condition`` (sync or async) until truthy; fail with ``message`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        await asyncio.sleep(interval)
+
+
+def wait_until_sync(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
+                    message: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)
+
+
+def base_config(tmp_path: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+    """A minimal config dict with store and sockets under ``tmp_path``; ``sections`` override/extend it."""
+    raw: dict[str, Any] = {
+        "vehicle": {"id": "bus-test", "name": "Test bus"},
+        "storage": {"path": str(tmp_path / "state" / "allervers.db")},
+        "api": {"control_socket": str(tmp_path / "run" / "control.sock"),
+                "kiosk_socket": str(tmp_path / "run" / "kiosk.sock")},
+        "gpio": {"pin_factory": "mock"},
+    }
+    for name, values in sections.items():
+        if isinstance(values, dict) and isinstance(raw.get(name), dict):
+            raw[name] = {**raw[name], **values}
+        else:
+            raw[name] = values
+    return raw
+
+
+def make_config(tmp_path: Path, **sections: dict[str, Any]) -> config_mod.Config:
+    return config_mod.validate(base_config(tmp_path, **sections), "test.toml", tmp_path)
+
+
+@pytest.fixture
+async def run_controller() -> AsyncIterator[Callable[..., Any]]:
+    """``await run_controller(config)`` starts a Controller in this loop; all are stopped at teardown."""
+    started: list[Controller] = []
+
+    async def start(cfg: config_mod.Config, **kwargs: Any) -> Controller:
+        controller = Controller(cfg, **kwargs)
+        started.append(controller)
+        await controller.start()
+        return controller
+
+    yield start
+    for controller in reversed(started):
+        await controller.stop()
