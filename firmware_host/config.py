@@ -407,8 +407,6 @@ SCHEMA: dict[str, Any] = {
             "embedded": Key(bool, False),
             "speed": Key(float, 1.0, min=0.1, max=3600),
             "seed": Key(int, None),
-            "modem_profile": Key(str, "3gpp", choices=("3gpp", "iridium")),
-            "modem_link": Key("path", "sim/modem"),
         }
     ),
     "mqtt": Table(
