@@ -80,6 +80,7 @@ class VehicleIO:
         self._reported: dict[str, bool] = {}
         self._lock = threading.Lock()
         self.inputs: dict[str, DigitalInputDevice] = {}
+        self.specs: dict[str, InputPin] = dict(inputs or {})
         self.buzzer: Buzzer | None = None
         self.status_led: LED | None = None
         try:
@@ -188,7 +189,9 @@ class VehicleIO:
         pin = dev.pin
         if not hasattr(pin, "drive_high"):
             raise GPIOError("gpio", f"{role}: driving inputs needs pin_factory = 'mock'")
-        high = active if dev.active_state else not active
+        spec = self.specs[role]
+        active_high = spec.active_high if spec.active_high is not None else not spec.pull_up
+        high = active if active_high else not active
         pin.drive_high() if high else pin.drive_low()
 
     def close(self) -> None:

@@ -1,0 +1,429 @@
+"""Every simulator together, on the transports the config names, driven by a scenario clock and `sim.set`.
+
+The scenario is a small physical model of a bus at a stop: a battery bank charged from shore power through the
+inverter/charger and drained by the bus's loads without it, a shore socket read by a meter and a presence
+contact, a modem whose signal wanders, and now and then an inverter warning. ``speed`` compresses time so a
+demo shows the battery moving. Faults are injected per device (``<device>.fault``), the modem can be unplugged.
+
+``sim.set`` keys (also listed by ``sim.get``):
+  shore.connected          plug/unplug the shore cable (meter, inverter AC-in and presence pin together)
+  gpio.<role>              ignition, antenna_stowed, door_open, shore_presence (mock pins of the controller)
+  inverter.<value>         any GX value (``inverter.soc``, ``inverter.alarms.low_battery``); physics keys
+                           (soc, load_w, battery_temp_c) steer the model, others are held until released
+  meter.<value>            any SDM120 value, held until released
+  modem.<state>            rssi, ber, reg_stat, operator, ip, sbdreg, service, antenna_fault
+  <device>.fault           inverter / meter / modem: null, "silent", "exception", "garbage" (modem: "cme")
+  modem.plugged            false unplugs the modem (pty gone), true plugs it back
+  scenario.paused          stop the clock (tests use this for exact values)
+  scenario.speed           simulated seconds per real second
+  scenario.release         a held key (e.g. "inverter.ac_in_v") or "all"
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .modbus import get_path, set_path
+from .modem import ModemSimulator
+from .sdm120 import SDM120Simulator
+from .victron_gx import GXSimulator
+
+log = logging.getLogger("allervers.sim")
+
+BATTERY_AH = 400.0  # 24 V lithium bank typical of a France Services bus
+NOMINAL_V = 24.0
+CHARGER_MAX_A = 50.0
+GPIO_ROLES = ("ignition", "antenna_stowed", "door_open", "shore_presence")
+
+
+@dataclass
+class Physics:
+    """The scenario's own variables; the simulators' register values are derived from them every tick."""
+
+    shore: bool = True
+    soc: float = 72.0
+    load_w: float = 450.0
+    battery_temp_c: float = 19.0
+    energy_kwh: float = 1532.4
+    warning_left_s: float = 0.0
+
+
+class Simulation:
+    """Starts the simulators the config describes and runs the scenario clock.
+
+    Build with ``Simulation.from_config(cfg)``; ``await start()``; ``set_many({...})`` / ``get_all()``;
+    ``attach_gpio(io)`` lets ``gpio.*`` and ``shore.connected`` drive the controller's mock pins.
+    """
+
+    def __init__(
+        self,
+        *,
+        gx: tuple[str, int, int, int] | None,
+        meter: tuple[str, int, int] | None,
+        modem: tuple[str, str] | None,
+        speed: float = 1.0,
+        seed: int | None = None,
+        tick_s: float = 1.0,
+        control_socket: str | None = None,
+    ):
+        self.rng = random.Random(seed)
+        self.speed = speed
+        self.tick_s = tick_s
+        self.paused = False
+        self.physics = Physics()
+        self.held: dict[str, Any] = {}
+        self.io: Any = None
+        self._gx_addr, self._meter_addr, self._modem_addr = gx, meter, modem
+        self.gx = GXSimulator(unit=gx[2], system_unit=gx[3]) if gx else None
+        self.meter = SDM120Simulator(unit=meter[2]) if meter else None
+        self.modem = ModemSimulator(modem[1], csq_delay_s=1.0, urc_rate=0.05, seed=seed) if modem else None
+        self.modem_plugged = True
+        self._control_socket = control_socket
+        self._server: Any = None
+        self._task: asyncio.Task | None = None
+        self._last = time.monotonic()
+        self.ticks = 0
+
+    @classmethod
+    def from_config(cls, cfg: Any, *, standalone: bool = False) -> Simulation:
+        gx = meter = modem = None
+        if cfg.inverter is not None:
+            if cfg.inverter.transport != "tcp":
+                raise ValueError(
+                    f"{cfg.source}: inverter.transport: the GX simulator speaks Modbus-TCP, "
+                    f"got {cfg.inverter.transport!r}"
+                )
+            gx = (cfg.inverter.host, cfg.inverter.port, cfg.inverter.unit, cfg.inverter.system_unit)
+        m = cfg.shore_power.meter
+        if m is not None:
+            if m.transport != "rtu-over-tcp":
+                raise ValueError(
+                    f"{cfg.source}: shore_power.meter.transport: the SDM120 simulator sits behind an "
+                    f"RS-485/Ethernet gateway (rtu-over-tcp), got {m.transport!r}"
+                )
+            meter = (m.host, m.port, m.unit)
+        if cfg.modem is not None:
+            modem = (cfg.modem.port, cfg.modem.profile)
+        control = None
+        if standalone:
+            control = str(Path(cfg.api.control_socket).with_name("sim.sock"))
+        return cls(
+            gx=gx,
+            meter=meter,
+            modem=modem,
+            speed=cfg.simulation.speed,
+            seed=cfg.simulation.seed,
+            control_socket=control,
+        )
+
+    # --- lifecycle ---
+
+    async def start(self) -> None:
+        self._apply_physics(0.0)
+        if self.gx and self._gx_addr:
+            await self.gx.start(self._gx_addr[0], self._gx_addr[1])
+        if self.meter and self._meter_addr:
+            await self.meter.start(self._meter_addr[0], self._meter_addr[1])
+        if self.modem and self._modem_addr:
+            port = self._modem_addr[0]
+            if port.startswith("socket://"):
+                host, _, num = port.removeprefix("socket://").rpartition(":")
+                self.modem.start_tcp(host or "127.0.0.1", int(num))
+            else:
+                Path(port).parent.mkdir(parents=True, exist_ok=True)
+                self.modem.start_pty(port)
+        if self._control_socket:
+            from firmware_host.api import Registry, SocketServer
+
+            registry = Registry()
+            registry.add("sim.set", lambda args, conn: self.set_many(args), ("control",))
+            registry.add("sim.get", lambda args, conn: self.get_all(), ("control",))
+            self._server = SocketServer("control", self._control_socket, registry)
+            await self._server.start()
+        self._last = time.monotonic()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="scenario")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._server:
+            await self._server.stop()
+        if self.gx:
+            await self.gx.stop()
+        if self.meter:
+            await self.meter.stop()
+        if self.modem:
+            await asyncio.get_running_loop().run_in_executor(None, self.modem.stop)
+
+    def describe(self) -> list[str]:
+        lines = []
+        if self.gx and self._gx_addr:
+            lines.append(
+                f"inverter: Victron GX Modbus-TCP on {self._gx_addr[0]}:{self.gx.port} "
+                f"(units {self._gx_addr[2]} VE.Bus, {self._gx_addr[3]} system)"
+            )
+        if self.meter and self._meter_addr:
+            lines.append(
+                f"shore meter: SDM120 RTU-over-TCP on {self._meter_addr[0]}:{self.meter.port} "
+                f"(unit {self._meter_addr[2]})"
+            )
+        if self.modem and self._modem_addr:
+            lines.append(f"modem: {self.modem.profile} AT modem on {self._modem_addr[0]}")
+        if self._control_socket:
+            lines.append(f"sim.set / sim.get on {self._control_socket}")
+        return lines
+
+    def attach_gpio(self, io: Any) -> None:
+        """Let the scenario drive the controller's mock inputs (embedded mode only)."""
+        self.io = io
+        if "shore_presence" in io.inputs:
+            io.drive("shore_presence", self.physics.shore)
+
+    # --- the clock ---
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_s)
+            now = time.monotonic()
+            elapsed, self._last = now - self._last, now
+            if not self.paused:
+                self.step(elapsed * self.speed)
+
+    def step(self, dt: float) -> None:
+        """Advance the model by ``dt`` simulated seconds."""
+        p = self.physics
+        self.ticks += 1
+        p.load_w = max(150.0, min(2500.0, p.load_w + self.rng.gauss(0, 15)))
+        if p.shore:
+            charge_a = CHARGER_MAX_A * (1.0 if p.soc < 85 else max(0.05, (100 - p.soc) / 15))
+            battery_a = charge_a if p.soc < 100 else 0.0
+        else:
+            battery_a = -p.load_w / self._battery_v(p.soc, 0)
+        p.soc = max(0.0, min(100.0, p.soc + battery_a * dt / 3600 / BATTERY_AH * 100))
+        p.battery_temp_c += self.rng.gauss(0, 0.02) + (0.01 if abs(battery_a) > 30 else -0.005) * dt / 60
+        p.battery_temp_c = max(-5.0, min(45.0, p.battery_temp_c))
+        if p.shore:
+            p.energy_kwh += (p.load_w + max(0.0, battery_a) * 27) * dt / 3_600_000
+        # Now and then (about once per simulated 6 hours) the inverter warns of a high temperature for a while.
+        if p.warning_left_s > 0:
+            p.warning_left_s = max(0.0, p.warning_left_s - dt)
+        elif self.rng.random() < dt / (6 * 3600):
+            p.warning_left_s = 600.0
+        if self.modem is not None and self.modem_plugged and "modem.rssi" not in self.held:
+            self._wander_signal()
+        self._apply_physics(battery_a)
+
+    def _wander_signal(self) -> None:
+        assert self.modem is not None
+        rssi = self.modem.state.rssi
+        if self.modem.profile == "iridium":
+            new = max(0, min(5, rssi + self.rng.choice((-1, 0, 0, 0, 1))))
+        else:
+            new = 17 if rssi == 99 else max(5, min(28, rssi + self.rng.choice((-1, 0, 0, 1))))
+        if new != rssi:
+            self.modem.set(rssi=new)
+
+    @staticmethod
+    def _battery_v(soc: float, battery_a: float) -> float:
+        return NOMINAL_V + 2.6 * soc / 100 + 0.004 * battery_a
+
+    def _apply_physics(self, battery_a: float) -> None:
+        p = self.physics
+        noise = self.rng.gauss
+        volts_in = 230.0 + noise(0, 0.6) if p.shore else 0.0
+        charge_w = max(0.0, battery_a) * self._battery_v(p.soc, battery_a)
+        in_w = p.load_w + charge_w if p.shore else 0.0
+        if self.gx is not None:
+            v = self.gx.values
+            state = ("bulk" if p.soc < 85 else "absorption" if p.soc < 99 else "float") if p.shore else "inverting"
+            soc_alarm = "alarm" if p.soc < 10 else "warning" if p.soc < 15 else "ok"
+            v.update(
+                {
+                    "ac_in_v": round(volts_in, 1),
+                    "ac_in_a": round(in_w / 230, 1) if p.shore else 0.0,
+                    "ac_in_hz": round(50 + noise(0, 0.01), 2) if p.shore else 0.0,
+                    "ac_in_w": round(in_w),
+                    "ac_out_v": round(230.0 + noise(0, 0.4), 1),
+                    "ac_out_a": round(p.load_w / 230, 1),
+                    "ac_out_hz": round(50 + noise(0, 0.01), 2),
+                    "ac_out_w": round(p.load_w),
+                    "active_input": "ac1" if p.shore else "disconnected",
+                    "ac_in_source": "shore" if p.shore else "not_connected",
+                    "battery_v": round(self._battery_v(p.soc, battery_a), 2),
+                    "battery_a": round(battery_a, 1),
+                    "battery_temp_c": round(p.battery_temp_c, 1),
+                    "soc": round(p.soc, 1),
+                    "state": state,
+                    "system_soc": round(p.soc),
+                    "system_battery_v": round(self._battery_v(p.soc, battery_a), 1),
+                    "system_battery_a": round(battery_a, 1),
+                    "battery_power_w": round(battery_a * 26),
+                    "battery_state": "charging" if battery_a > 0.5 else "discharging" if battery_a < -0.5 else "idle",
+                }
+            )
+            v["alarms"]["low_battery"] = soc_alarm
+            v["alarms"]["high_temperature"] = "warning" if p.warning_left_s > 0 else "ok"
+        if self.meter is not None:
+            self.meter.values.update(
+                {
+                    "voltage_v": round(volts_in, 1),
+                    "current_a": round(in_w / 230, 2) if p.shore else 0.0,
+                    "power_w": round(in_w, 1),
+                    "frequency_hz": round(50 + noise(0, 0.01), 2) if p.shore else 0.0,
+                    "energy_import_kwh": round(p.energy_kwh, 3),
+                }
+            )
+        for key, value in self.held.items():
+            device, _, name = key.partition(".")
+            target = {"inverter": self.gx, "meter": self.meter}.get(device)
+            if target is not None:
+                set_path(target.values, name, value)
+
+    # --- sim.set / sim.get ---
+
+    def set_many(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """Apply ``{key: value}`` changes (all validated first, so a bad key changes nothing)."""
+        if not changes:
+            raise ValueError('sim.set: give at least one key, e.g. {"gpio.ignition": true}')
+        actions = [self._plan(key, value) for key, value in changes.items()]
+        for action in actions:
+            action()
+        if any(k.startswith(("inverter.", "meter.", "shore.")) for k in changes):
+            self._apply_physics(self._current_battery_a())
+        return {key: value for key, value in changes.items()}
+
+    def _current_battery_a(self) -> float:
+        return float(self.gx.values.get("battery_a") or 0.0) if self.gx is not None else 0.0
+
+    def _plan(self, key: str, value: Any) -> Any:
+        device, _, name = key.partition(".")
+        if not name:
+            raise KeyError(f"sim.set: {key!r}: expected <device>.<name>, e.g. gpio.ignition")
+        if device == "gpio":
+            if name not in GPIO_ROLES:
+                raise KeyError(f"sim.set: {key}: unknown GPIO input (known: {', '.join(GPIO_ROLES)})")
+            _need_bool(key, value)
+            if self.io is None or name not in self.io.inputs:
+                raise KeyError(f"sim.set: {key}: no such GPIO input configured in this controller")
+            return lambda: self.io.drive(name, value)
+        if device == "shore" and name == "connected":
+            _need_bool(key, value)
+            return lambda: self._set_shore(value)
+        if device == "scenario":
+            return self._plan_scenario(key, name, value)
+        if device in ("inverter", "meter"):
+            sim = self.gx if device == "inverter" else self.meter
+            if sim is None:
+                raise KeyError(f"sim.set: {key}: no {device} simulator is running")
+            if name == "fault":
+                return _fault_setter(key, sim, value, ("silent", "exception", "garbage"))
+            if get_path(sim.values, name, _MISSING) is _MISSING:
+                raise KeyError(f"sim.set: {key}: unknown {device} value (known: {', '.join(_flat_keys(sim.values))})")
+            if device == "inverter" and name in ("soc", "load_w", "battery_temp_c"):
+                _need_number(key, value, 0 if name != "battery_temp_c" else -40, 100 if name == "soc" else 10000)
+                return lambda: setattr(self.physics, name, float(value))
+            return lambda: self.held.__setitem__(key, value)
+        if device == "modem":
+            if self.modem is None:
+                raise KeyError(f"sim.set: {key}: no modem simulator is running")
+            if name == "fault":
+                return _fault_setter(key, self.modem, value, ("garbage", "silent", "cme"))
+            if name == "plugged":
+                _need_bool(key, value)
+                return lambda: self._plug_modem(value)
+            known = {f for f in self.modem.state.__dataclass_fields__}
+            if name not in known:
+                raise KeyError(
+                    f"sim.set: {key}: unknown modem value (known: {', '.join(sorted(known))}, plugged, fault)"
+                )
+            if name == "rssi":
+                return lambda: (self.modem.set(rssi=value), self.held.__setitem__("modem.rssi", value))
+            return lambda: self.modem.set(**{name: value})
+        raise KeyError(f"sim.set: {key}: unknown device {device!r} (gpio, shore, inverter, meter, modem, scenario)")
+
+    def _plan_scenario(self, key: str, name: str, value: Any) -> Any:
+        if name == "paused":
+            _need_bool(key, value)
+            return lambda: setattr(self, "paused", value)
+        if name == "speed":
+            _need_number(key, value, 0.1, 3600)
+            return lambda: setattr(self, "speed", float(value))
+        if name == "release":
+            if value == "all":
+                return self.held.clear
+            if value not in self.held:
+                raise KeyError(f"sim.set: {key}: {value!r} is not held (held: {', '.join(self.held) or 'none'})")
+            return lambda: self.held.pop(value, None)
+        raise KeyError(f"sim.set: {key}: unknown (scenario.paused, scenario.speed, scenario.release)")
+
+    def _set_shore(self, connected: bool) -> None:
+        self.physics.shore = connected
+        if self.io is not None and "shore_presence" in self.io.inputs:
+            self.io.drive("shore_presence", connected)
+
+    def _plug_modem(self, plugged: bool) -> None:
+        if plugged and not self.modem_plugged:
+            self.modem.replug()
+        elif not plugged and self.modem_plugged:
+            self.modem.unplug()
+        self.modem_plugged = plugged
+
+    def get_all(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "scenario.paused": self.paused,
+            "scenario.speed": self.speed,
+            "shore.connected": self.physics.shore,
+            "held": dict(self.held),
+        }
+        if self.io is not None:
+            out.update({f"gpio.{role}": self.io.read(role) for role in self.io.inputs})
+        if self.gx is not None:
+            out.update({f"inverter.{k}": get_path(self.gx.values, k) for k in _flat_keys(self.gx.values)})
+            out["inverter.fault"] = self.gx.fault
+        if self.meter is not None:
+            out.update({f"meter.{k}": get_path(self.meter.values, k) for k in _flat_keys(self.meter.values)})
+            out["meter.fault"] = self.meter.fault
+        if self.modem is not None:
+            state = self.modem.state
+            out.update({f"modem.{k}": getattr(state, k) for k in state.__dataclass_fields__})
+            out["modem.fault"] = self.modem.fault
+            out["modem.plugged"] = self.modem_plugged
+        return out
+
+
+_MISSING = object()
+
+
+def _flat_keys(values: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in values.items():
+        if isinstance(v, dict):
+            keys += _flat_keys(v, f"{prefix}{k}.")
+        else:
+            keys.append(f"{prefix}{k}")
+    return keys
+
+
+def _need_bool(key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"sim.set: {key}: must be true or false, got {value!r}")
+
+
+def _need_number(key: str, value: Any, lo: float, hi: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise ValueError(f"sim.set: {key}: must be a number {lo}..{hi}, got {value!r}")
+
+
+def _fault_setter(key: str, sim: Any, value: Any, allowed: tuple[str, ...]) -> Any:
+    if value is not None and value not in allowed:
+        raise ValueError(f"sim.set: {key}: must be null or one of {', '.join(allowed)}, got {value!r}")
+    return lambda: setattr(sim, "fault", value)
