@@ -202,12 +202,9 @@ def _validate_table(table: Table, raw: Any, path: str, source: str, base_dir: Pa
         elif isinstance(spec, ArrayOf):
             items = raw.get(key, spec.default)
             if not isinstance(items, list):
-                raise ConfigError(
-                    source, kpath, f"must be an array of tables ([[{kpath}]]), got {_type_name(items)}"
-                )
+                raise ConfigError(source, kpath, f"must be an array of tables ([[{kpath}]]), got {_type_name(items)}")
             out[key] = [
-                _validate_table(spec.table, item, f"{kpath}[{i}]", source, base_dir)
-                for i, item in enumerate(items)
+                _validate_table(spec.table, item, f"{kpath}[{i}]", source, base_dir) for i, item in enumerate(items)
             ]
             if spec.unique:
                 seen: set = set()
@@ -346,7 +343,7 @@ SCHEMA: dict[str, Any] = {
             "port": Key(str, required=True),
             "baudrate": Key(int, 115200, choices=(9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)),
             "profile": Key(str, "3gpp", choices=("3gpp", "iridium")),
-            "poll_s": Key(float, 10.0, min=1, max=3600),
+            "poll_s": Key(float, 10.0, min=0.2, max=3600),
         },
         optional=True,
     ),
@@ -464,6 +461,4 @@ def _check_cross_section(values: dict[str, Any], source: str) -> None:
         raise ConfigError(source, "api.kiosk_socket", "must differ from api.control_socket")
     for key in ("control_socket", "kiosk_socket"):
         if len(api[key].encode()) > 107:
-            raise ConfigError(
-                source, f"api.{key}", f"socket path too long for a Unix socket ({len(api[key])} > 107)"
-            )
+            raise ConfigError(source, f"api.{key}", f"socket path too long for a Unix socket ({len(api[key])} > 107)")

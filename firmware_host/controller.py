@@ -153,9 +153,7 @@ class Controller:
     the first complete state is known, ``on_stop`` before the store closes.
     """
 
-    def __init__(
-        self, config: Config, *, clock: Callable[[], float] = time.time, timesync_flag: str = TIMESYNC_FLAG
-    ):
+    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time, timesync_flag: str = TIMESYNC_FLAG):
         self.config = config
         self.clock = clock
         self.timesync_flag = timesync_flag
@@ -225,6 +223,9 @@ class Controller:
             self.tasks.append(loop.create_task(poller.run(), name=f"poll-{name}"))
         self.tasks.append(loop.create_task(self._housekeeping(), name="housekeeping"))
         self.tasks.append(loop.create_task(self._wait_first_complete(), name="first-complete"))
+        from .sdnotify import ServiceNotifier  # under systemd: READY=1, STATUS=, WATCHDOG=1 from this loop, STOPPING=1
+
+        ServiceNotifier.attach_if_systemd(self)
         for name, path in (("control", cfg.api.control_socket), ("kiosk", cfg.api.kiosk_socket)):
             server = SocketServer(name, path, self.registry, max_line=cfg.api.max_line_bytes, mode=0o660)
             await server.start()
@@ -267,9 +268,9 @@ class Controller:
             debounce_overrides={"shore_presence": sp.debounce_s},
         )
         self.io.on_change = self._gpio_changed
-        self.io.start(loop)
         if self.simulation is not None:
-            self.simulation.attach_gpio(self.io)
+            self.simulation.attach_gpio(self.io)  # before start(): the first reading already sees the sim's levels
+        self.io.start(loop)
         self.state.update("vehicle", {})
 
     def _build_devices(self) -> None:
@@ -373,19 +374,14 @@ class Controller:
             active = self.state.value("power", "active_input")
             volts = self.state.value("power", "ac_in_v")
             if active is not None:
-                sources["inverter"] = active != "disconnected" and (
-                    volts is None or volts > SHORE_VOLTAGE_MIN
-                )
+                sources["inverter"] = active != "disconnected" and (volts is None or volts > SHORE_VOLTAGE_MIN)
         known = [v for v in sources.values() if v is not None]
         # Any source saying "plugged in" counts: the drive-away interlock must err on the side of the cable.
         connected = any(known) if known else None
         values = {
             "connected": connected,
             "sources": sources,
-            **{
-                k: meter.get(k)
-                for k in ("voltage_v", "current_a", "power_w", "frequency_hz", "energy_import_kwh")
-            },
+            **{k: meter.get(k) for k in ("voltage_v", "current_a", "power_w", "frequency_hz", "energy_import_kwh")},
         }
         fresh = bool(known)
         self.state.update("shore", values, fresh=fresh)
@@ -451,9 +447,7 @@ class Controller:
         if self.io is not None:
             self.io.set_buzzer(self.alarms.buzzer_wanted)
             severities = {a.severity for a in self.alarms.active.values()}
-            self.io.set_status_led(
-                "alarm" if severities & {"alarm", "critical"} else "warning" if severities else "ok"
-            )
+            self.io.set_status_led("alarm" if severities & {"alarm", "critical"} else "warning" if severities else "ok")
 
     def _emit(self, etype: str, **data: Any) -> asyncio.Future:
         assert self.store is not None
@@ -497,9 +491,7 @@ class Controller:
         )
         r.add("status", self._cmd_status, ("control",), "the whole state model")
         r.add("subscribe", self._cmd_subscribe, ("control",), "stream state changes and events")
-        r.add(
-            "alarms", lambda a, c: self.alarms.as_list() if self.alarms else [], ("control",), "active alarms"
-        )
+        r.add("alarms", lambda a, c: self.alarms.as_list() if self.alarms else [], ("control",), "active alarms")
         r.add("alarms.ack", self._cmd_ack, ("control",), "acknowledge alarms (silences the buzzer)")
         r.add("events", self._cmd_events, ("control",), "events after a seq")
         r.add("inverter.mode", self._cmd_inverter_mode, ("control",), "set the inverter mode (allow_writes)")
@@ -507,9 +499,7 @@ class Controller:
         r.add("sim.get", self._cmd_sim_get, ("control",), "read simulated inputs")
         r.add(
             "help",
-            lambda a, c: {
-                n: cmd.help for n, cmd in sorted(r.commands.items()) if c.socket_name in cmd.sockets
-            },
+            lambda a, c: {n: cmd.help for n, cmd in sorted(r.commands.items()) if c.socket_name in cmd.sockets},
             ("control", "kiosk"),
             "list commands",
         )

@@ -35,8 +35,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def wait_until(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
-                     message: str = "condition") -> Any:
+async def wait_until(
+    condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, message: str = "condition"
+) -> Any:
     """Poll ``condition`` (sync or async) until truthy; fail with ``message`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -50,8 +51,9 @@ async def wait_until(condition: Callable[[], Any], timeout: float = 10.0, interv
         await asyncio.sleep(interval)
 
 
-def wait_until_sync(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
-                    message: str = "condition") -> Any:
+def wait_until_sync(
+    condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, message: str = "condition"
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
@@ -67,8 +69,10 @@ def base_config(tmp_path: Path, **sections: dict[str, Any]) -> dict[str, Any]:
     raw: dict[str, Any] = {
         "vehicle": {"id": "bus-test", "name": "Test bus"},
         "storage": {"path": str(tmp_path / "state" / "allervers.db")},
-        "api": {"control_socket": str(tmp_path / "run" / "control.sock"),
-                "kiosk_socket": str(tmp_path / "run" / "kiosk.sock")},
+        "api": {
+            "control_socket": str(tmp_path / "run" / "control.sock"),
+            "kiosk_socket": str(tmp_path / "run" / "kiosk.sock"),
+        },
         "gpio": {"pin_factory": "mock"},
     }
     for name, values in sections.items():
@@ -97,3 +101,47 @@ async def run_controller() -> AsyncIterator[Callable[..., Any]]:
     yield start
     for controller in reversed(started):
         await controller.stop()
+
+
+def sim_sections(
+    tmp_path: Path, *, poll_s: float = 0.5, modem_profile: str = "3gpp", **extra: dict[str, Any]
+) -> dict[str, Any]:
+    """Config sections for a controller with every simulator embedded, on free loopback ports under tmp_path."""
+    sections: dict[str, Any] = {
+        "simulation": {"embedded": True, "speed": 1.0, "seed": 3},
+        "inverter": {
+            "host": "127.0.0.1",
+            "port": free_port(),
+            "poll_s": poll_s,
+            "timeout_s": 0.3,
+            "allow_writes": True,
+        },
+        "shore_power": {
+            "presence_pin": 5,
+            "debounce_s": 0.05,
+            "meter": {
+                "transport": "rtu-over-tcp",
+                "host": "127.0.0.1",
+                "port": free_port(),
+                "poll_s": poll_s,
+                "timeout_s": 0.3,
+            },
+        },
+        "modem": {"port": str(tmp_path / "dev" / "modem"), "profile": modem_profile, "poll_s": poll_s},
+        "gpio": {
+            "pin_factory": "mock",
+            "ignition_pin": 17,
+            "antenna_stowed_pin": 27,
+            "door_pin": 22,
+            "buzzer_pin": 23,
+            "status_led_pin": 24,
+            "debounce_s": 0.02,
+        },
+        "alarms": {"disagree_after_s": 1.0},
+    }
+    for name, values in extra.items():
+        if isinstance(values, dict) and isinstance(sections.get(name), dict):
+            sections[name] = {**sections[name], **values}
+        else:
+            sections[name] = values
+    return sections
