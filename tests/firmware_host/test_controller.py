@@ -266,3 +266,51 @@ def _retry(fn: Any, ok: Any, timeout: float = 20.0) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"not ready: {result.stdout} {result.stderr}")
         time.sleep(0.1)
+
+
+async def test_iridium_modem_profile_end_to_end(tmp_path: Path, run_controller: Any) -> None:
+    controller = await run_controller(make_config(tmp_path, **sim_sections(tmp_path, modem_profile="iridium")))
+    await asyncio.wait_for(controller.ready.wait(), 20)
+    assert controller.state.value("modem", "link") == "up"
+    assert controller.state.value("modem", "ip") is None
+    await sim_set(controller, **{"modem.sbdreg": 0, "modem.service": False})
+    await wait_until(lambda: controller.state.value("modem", "link") == "down", timeout=20, message="link down")
+
+
+def test_standalone_simulators_serve_a_separate_controller(tmp_path: Path) -> None:
+    """`allervers sim` in one process, `allervers run` (embedded = false) in another, as on a bench."""
+    raw = make_raw(tmp_path)
+    raw["simulation"]["embedded"] = False
+    raw["shore_power"].pop("presence_pin")
+    raw["gpio"] = {"pin_factory": "mock"}
+    cfg = tmp_path / "bus.toml"
+    cfg.write_text(_toml(raw))
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    cli = [sys.executable, "-m", "firmware_host.cli"]
+    sim = subprocess.Popen([*cli, "sim", "-c", str(cfg)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    ctl = None
+    try:
+        assert sim.stdout is not None
+        lines = [sim.stdout.readline() for _ in range(4)]
+        assert any("Victron GX Modbus-TCP" in line for line in lines), lines
+        ctl = subprocess.Popen([*cli, "run", "-c", str(cfg)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+
+        def status() -> subprocess.CompletedProcess:
+            return subprocess.run([*cli, "status", "--json", "-c", str(cfg)], cwd=ROOT, env=env,
+                                  capture_output=True, text=True, timeout=30)
+
+        snap = json.loads(_retry(status, lambda r: r.returncode == 0 and all(
+            not json.loads(r.stdout)[c]["stale"] for c in ("power", "shore", "modem"))).stdout)
+        assert snap["shore"]["sources"]["meter"] is True
+        sim_sock = str(Path(raw["api"]["control_socket"]).with_name("sim.sock"))
+        out = subprocess.run([*cli, "sim-set", "-c", str(cfg), "inverter.fault=silent"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode != 0 and "not running in this controller" in out.stderr
+        asyncio.run(call_once(sim_sock, "sim.set", {"inverter.fault": "silent"}))
+        _retry(status, lambda r: r.returncode == 0 and json.loads(r.stdout)["power"]["stale"])
+    finally:
+        for proc in (ctl, sim):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=20)
