@@ -497,12 +497,34 @@ class Controller:
         r.add("inverter.mode", self._cmd_inverter_mode, ("control",), "set the inverter mode (allow_writes)")
         r.add("sim.set", self._cmd_sim_set, ("control",), "drive simulated inputs (embedded simulation only)")
         r.add("sim.get", self._cmd_sim_get, ("control",), "read simulated inputs")
+        r.add("stats", self._cmd_stats, ("control",), "poll counters and latencies, start-up time, writes")
         r.add(
             "help",
             lambda a, c: {n: cmd.help for n, cmd in sorted(r.commands.items()) if c.socket_name in cmd.sockets},
             ("control", "kiosk"),
             "list commands",
         )
+
+    def _cmd_stats(self, args: dict[str, Any], conn: Connection) -> dict[str, Any]:
+        devices = {}
+        for name, poller in self.pollers.items():
+            device = poller.device
+            devices[name] = {
+                "polls": poller.polls,
+                "failures": poller.failures,
+                "last_latency_s": poller.last_latency_s,
+                "last_error": poller.last_error,
+                "requests_last_poll": getattr(device, "requests_last_poll", None),
+                "requests_total": getattr(device, "requests_total", None),
+            }
+        store = self.store
+        return {
+            "first_complete_s": self.first_complete_s,
+            "devices": devices,
+            "events_written": store.events_written if store else 0,
+            "last_seq": store.last_seq if store else 0,
+            "pid": os.getpid(),
+        }
 
     def _cmd_status(self, args: dict[str, Any], conn: Connection) -> dict[str, Any]:
         snap = self.snapshot()
