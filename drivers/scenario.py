@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import time
@@ -90,6 +91,7 @@ class Simulation:
         self._task: asyncio.Task | None = None
         self._last = time.monotonic()
         self.ticks = 0
+        self.last_change: tuple[float, str] | None = None
 
     @classmethod
     def from_config(cls, cfg: Any, *, standalone: bool = False) -> Simulation:
@@ -297,6 +299,7 @@ class Simulation:
         actions = [self._plan(key, value) for key, value in changes.items()]
         for action in actions:
             action()
+        self.last_change = (time.time(), ", ".join(f"{k}={json.dumps(v)}" for k, v in changes.items()))
         if any(k.startswith(("inverter.", "meter.", "shore.")) for k in changes):
             self._apply_physics(self._current_battery_a())
         return {key: value for key, value in changes.items()}

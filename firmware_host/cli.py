@@ -18,9 +18,7 @@ EXIT_CONFIG = 2
 EXIT_UNREACHABLE = 3
 
 # Subcommands contributed by other features: (name, help, add_arguments, run). Each feature registers here.
-EXTRA_COMMANDS: list[
-    tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
-]
+EXTRA_COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]]
 EXTRA_COMMANDS = []
 
 
@@ -32,8 +30,7 @@ def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-c",
         "--config",
-        help="config file (default: $ALLERVERS_CONFIG, else "
-        f"{config_mod.DEFAULT_CONFIG_PATH}, else built-in defaults)",
+        help=f"config file (default: $ALLERVERS_CONFIG, else {config_mod.DEFAULT_CONFIG_PATH}, else built-in defaults)",
     )
 
 
@@ -74,12 +71,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         try:
             await controller.start()
+            tour = asyncio.create_task(_fault_tour(controller, args.fault_every)) if args.faults else None
             await live_view(controller, stop, duration=args.duration)
+            if tour:
+                tour.cancel()
         finally:
             await controller.stop()
 
     asyncio.run(main())
     return 0
+
+
+# Each step is applied, held for a period, then undone: every component goes stale (or alarms) and recovers.
+FAULT_TOUR: list[tuple[dict[str, Any], dict[str, Any]]] = [
+    ({"inverter.fault": "silent"}, {"inverter.fault": None}),
+    ({"meter.fault": "exception"}, {"meter.fault": None}),
+    ({"modem.plugged": False}, {"modem.plugged": True}),
+    ({"shore.connected": False}, {"shore.connected": True}),
+    ({"gpio.ignition": True}, {"gpio.ignition": False}),
+    ({"modem.rssi": 99}, {"scenario.release": "modem.rssi"}),
+]
+
+
+async def _fault_tour(controller: Any, every_s: float) -> None:
+    sim = controller.simulation
+    while True:
+        for inject, undo in FAULT_TOUR:
+            await asyncio.sleep(every_s)
+            sim.set_many(inject)
+            await asyncio.sleep(every_s)
+            sim.set_many(undo)
 
 
 # --- status and other queries ------------------------------------------------------------------------------
@@ -197,9 +218,7 @@ def _setup_logging(verbose: bool, quiet: bool = False) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="allervers", description="On-board controller of a digital-inclusion bus"
-    )
+    parser = argparse.ArgumentParser(prog="allervers", description="On-board controller of a digital-inclusion bus")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run the controller (the long-running process)")
@@ -211,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--faults", action="store_true", help="inject a fault now and then, and undo it (see README)")
+    p.add_argument("--fault-every", type=float, default=15.0, metavar="S", help="seconds between tour steps")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("status", help="print the state of the running controller")

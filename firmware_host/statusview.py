@@ -38,6 +38,9 @@ def _fmt(key: str, value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, float):
         text = f"{value:.2f}".rstrip("0").rstrip(".")
+    elif isinstance(value, dict) and key == "alarms":
+        raised = {k: v for k, v in value.items() if v != "ok"}
+        text = ", ".join(f"{k}={v}" for k, v in raised.items()) if raised else "all ok"
     elif isinstance(value, dict):
         text = ", ".join(f"{k}={_fmt(k, v)}" for k, v in value.items()) or "—"
     elif isinstance(value, list):
@@ -98,9 +101,15 @@ async def live_view(
         table.add_column("values")
         table.add_column("freshness")
         now = time.time()
+        sim = getattr(controller, "simulation", None)
+        if sim is not None and sim.last_change is not None:
+            when, what = sim.last_change
+            table.add_row("simulator", f"[yellow]{what}[/yellow]", f"{now - when:.0f} s ago")
         for name, comp in snap.items():
             values = "\n".join(
-                f"{k}: {_fmt(k, v)}" for k, v in comp.items() if k not in HIDDEN and k != "alarms"
+                f"{k}: {_fmt(k, v)}"
+                for k, v in comp.items()
+                if k not in HIDDEN and (k, name) != ("alarms", "controller")
             )
             if name == "controller":
                 alarms = comp.get("alarms") or []
