@@ -1,0 +1,501 @@
+"""The bus's supervision link: connects when the link gate opens, publishes state by exception, drains the event
+outbox in seq order, answers commands, and goes quiet (with an "offline" will) when the link drops.
+
+Wiring (Controller.start)::
+
+    link = MqttLink(controller)
+    await link.start()
+    controller.on_stop.append(link.stop)
+
+One connection at a time, each a fresh :class:`Session`: on any loss everything not acknowledged is simply sent
+again on the next connection from the durable watermark, oldest first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as paho
+
+from ..api import Connection
+from .client import Ack, BrokerOptions, MqttConnectError, MqttSetupError, Session, publish_properties
+from .commands import Commands
+from .discovery import HA_STATUS_TOPIC, digest, discovery_messages, removal_topics
+from .outbox import Outbox, get_meta, set_meta
+from .reporter import Reporter
+from .topics import Topics, valid_topic_name
+
+log = logging.getLogger("allervers.mqtt")
+
+WINDOW = 500  # events handed to the connection but not yet acknowledged (paho sends 20 at a time)
+BATCH = 250  # events read from the store per query
+SESSION_EXPIRY_S = 7 * 86400  # the broker keeps our subscriptions (and queued commands) through long outages
+BACKOFF_MIN_S, BACKOFF_MAX_S = 1.0, 300.0
+STOP_FLUSH_S = 2.0
+
+
+def encode(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+class MqttLink:
+    """Everything the bus says to (and hears from) the office over MQTT."""
+
+    def __init__(
+        self,
+        controller: Any,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        persist_after_s: float = 60.0,
+    ):
+        cfg = controller.config.mqtt
+        vehicle = controller.config.vehicle
+        self.controller = controller
+        self.cfg = cfg
+        self.monotonic = monotonic
+        self.client_id = cfg.client_id or f"allervers-{vehicle.id}"
+        self.topics = Topics(cfg.topic_prefix or f"allervers/{vehicle.id}")
+        self.options = BrokerOptions.from_section(cfg)
+        self.reporter = Reporter(cfg.deadbands.as_dict())
+        self.outbox = Outbox(controller.store, max_backlog=cfg.max_backlog_events, persist_after_s=persist_after_s)
+        self.commands = Commands(controller, republish=self.republish, status=self._ping_status)
+        self.session: Session | None = None
+        self.connects = 0
+        self.connect_failures = 0
+        self.state_messages = 0
+        self.events_sent = 0
+        self.last_error: str | None = None
+        self.connected_since: float | None = None
+        self._sent_state: dict[str, dict[str, Any]] = {}  # last state sent per component (in flight or acked)
+        self._acked_state: dict[str, dict[str, Any]] = {}  # last state the broker acknowledged
+        self._acked_at: dict[str, float] = {}  # monotonic time of that acknowledgement
+        self._state_mids: dict[int, tuple[str, dict[str, Any]]] = {}
+        self._discovery_mids: set[int] = set()
+        self._reply_mids: set[int] = set()
+        self._discovery_digest: str | None = None
+        self._dirty: set[str] = set()
+        self._flush_scheduled = False
+        self._refused: str | None = None
+        self._wake = asyncio.Event()
+        self._gate = asyncio.Event()
+        self._stopping = False
+        self._tasks: list[asyncio.Task] = []
+        self._commands: asyncio.Queue[paho.MQTTMessage] = asyncio.Queue()
+        self._unsubscribe: list[Callable[[], None]] = []
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        c = self.controller
+        await self.outbox.open()
+        await self.commands.open()
+        self._discovery_digest = await get_meta(c.store, "discovery_digest")
+        if self.cfg.link_gate == "modem" and c.config.modem is None:
+            log.warning(
+                "mqtt.link_gate = 'modem' but there is no [modem] section: nothing is published until modem.link "
+                "is 'up' (use link_gate = 'always' on a wired link)"
+            )
+        self._unsubscribe.append(c.state.subscribe(self._on_state))
+        self._unsubscribe.append(c.store.subscribe(self._on_event))
+        self._update_gate()
+        with contextlib.suppress(ValueError):  # a second link in tests: the first one keeps the command
+            c.registry.add("mqtt.status", self._cmd_status, ("control",), "the supervision link: connection, backlog")
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._run(), name="mqtt-link"),
+            loop.create_task(self._command_worker(), name="mqtt-commands"),
+            loop.create_task(self._housekeeping(), name="mqtt-housekeeping"),
+        ]
+
+    async def stop(self) -> None:
+        """Clean stop: finish what is in flight (briefly), say "offline", persist the watermark, disconnect."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._wake.set()
+        self._gate.set()
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        session = self.session
+        if session is not None and session.connected:
+            deadline = self.monotonic() + STOP_FLUSH_S
+            mid = session.publish(self.topics.status, b"offline", retain=True)
+            self._state_mids[mid] = ("", {})
+            while session.connected and (self.outbox.in_flight or mid in self._state_mids):
+                if self.monotonic() > deadline:
+                    break
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), 0.1)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.outbox.close()
+        if session is not None:
+            await session.close()
+        self.session = None
+
+    # --- the link gate ------------------------------------------------------------------------------------
+
+    def gate_open(self) -> bool:
+        if self.cfg.link_gate == "always":
+            return True
+        return self.controller.state.value("modem", "link") == "up"
+
+    def _update_gate(self) -> None:
+        if self.gate_open():
+            self._gate.set()
+        else:
+            self._gate.clear()
+        self._wake.set()
+
+    # --- the connection loop ------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        backoff = BACKOFF_MIN_S
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            await self._gate.wait()
+            if self._stopping:
+                return
+            session = Session(
+                self.client_id,
+                self.options,
+                loop=loop,
+                clean_start=False,
+                session_expiry_s=SESSION_EXPIRY_S,
+                will=(self.topics.status, b"offline", True),
+                on_acks=self._on_acks,
+                on_messages=self._on_messages,
+                on_closed=self._on_closed,
+            )
+            try:
+                await session.open()
+            except (MqttConnectError, MqttSetupError) as exc:
+                self.connect_failures += 1
+                await self._error(str(exc))
+                await session.close()
+                await self._sleep_unless_gate_closes(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                continue
+            self.session = session
+            backoff = BACKOFF_MIN_S
+            reason = await self._serve(session)
+            self.session = None
+            self._connection_ended()
+            with_will = reason == "link down"
+            await session.close(with_will=with_will)
+            await self.outbox.persist()
+            if not self._stopping:
+                await self.controller.store.append_event("mqtt.disconnected", reason=reason)
+            if self._refused:
+                # The broker refuses what we send (ACL?): retrying at once would only burn bytes.
+                await self._sleep_unless_gate_closes(60.0)
+                self._refused = None
+
+    async def _sleep_unless_gate_closes(self, seconds: float) -> None:
+        jittered = seconds * random.uniform(0.8, 1.2)
+        deadline = self.monotonic() + jittered
+        while not self._stopping and self.gate_open() and self.monotonic() < deadline:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, deadline - self.monotonic()))
+
+    async def _error(self, message: str) -> None:
+        if message != self.last_error:
+            log.error("mqtt: %s", message)
+            self.last_error = message
+            await self.controller.store.append_event("mqtt.error", error=message)
+
+    async def _serve(self, session: Session) -> str:
+        """Run one connection until it ends; returns why ("link down", "stopping", the broker's reason...)."""
+        self.connects += 1
+        self.connected_since = self.monotonic()
+        self.last_error = None
+        log.info("mqtt: connected to %s (session present: %s)", self.options.address, session.session_present)
+        session.publish(self.topics.status, b"online", retain=True)
+        if not session.session_present:
+            filters = [(self.topics.commands, 1)]
+            if self.cfg.ha_discovery:
+                filters.append((HA_STATUS_TOPIC, 1))
+            session.subscribe(filters)
+        if self.cfg.ha_discovery:
+            self.publish_discovery(force=not session.session_present)
+        await self.controller.store.append_event(
+            "mqtt.connected",
+            broker=self.options.address,
+            session_present=session.session_present,
+            backlog=self.outbox.backlog,
+        )
+        self._publish_state(None, force=False)
+        outcome = await self._pump(session)
+        return outcome
+
+    async def _pump(self, session: Session) -> str:
+        """Send the event log from the watermark, in seq order, keeping up to WINDOW events in flight."""
+        outbox = self.outbox
+        while True:
+            if self._stopping:
+                return "stopping"
+            if not session.connected:
+                return self._closed_reason or "connection lost"
+            if not self.gate_open():
+                return "link down"
+            if self._refused:
+                return f"refused by the broker: {self._refused}"
+            if outbox.in_flight >= WINDOW or outbox.caught_up():
+                self._wake.clear()
+                if outbox.in_flight >= WINDOW or outbox.caught_up():
+                    await self._wake.wait()
+                continue
+            newest = self.controller.store.last_seq
+            batch = await outbox.next_batch(min(BATCH, WINDOW - outbox.in_flight))
+            if not session.connected:
+                continue
+            if not batch:
+                outbox.cursor = max(outbox.cursor, newest)  # a seq lost to a rolled-back write
+                continue
+            topic = self.topics.events
+            for event in batch:
+                if event["seq"] <= outbox.cursor:
+                    continue
+                outbox.sent(event["seq"], session.publish(topic, encode(event), alias=True))
+                self.events_sent += 1
+
+    _closed_reason: str | None = None
+
+    def _on_closed(self, reason: str) -> None:
+        self._closed_reason = reason
+        log.warning("mqtt: %s", reason)
+        self._wake.set()
+
+    def _connection_ended(self) -> None:
+        self.outbox.connection_lost()
+        self._state_mids.clear()
+        self._discovery_mids.clear()
+        self._reply_mids.clear()
+        self._pending_digest = None
+        self._sent_state = dict(self._acked_state)
+        self._closed_reason = None
+        self.connected_since = None
+
+    # --- acknowledgements and incoming messages -------------------------------------------------------------
+
+    def _on_acks(self, acks: list[Ack]) -> None:
+        now = self.monotonic()
+        for mid, delivered, reason in acks:
+            state = self._state_mids.pop(mid, None)
+            if state is not None:
+                component, payload = state
+                if delivered and component:
+                    self._acked_state[component] = payload
+                    self._acked_at[component] = now
+                elif not delivered:
+                    log.error("mqtt: the broker refused the %s state (%s)", component or "status", reason)
+            elif mid in self._reply_mids:
+                self._reply_mids.discard(mid)
+                if not delivered:
+                    log.warning("mqtt: the broker refused a command reply (%s): check the response topic", reason)
+            elif mid in self._discovery_mids:
+                self._discovery_mids.discard(mid)
+                if delivered and not self._discovery_mids and self._pending_digest:
+                    digest_value, self._pending_digest = self._pending_digest, None
+                    self._discovery_digest = digest_value
+                    asyncio.get_running_loop().create_task(
+                        set_meta(self.controller.store, "discovery_digest", digest_value)
+                    )
+                if not delivered:
+                    log.error("mqtt: the broker refused Home Assistant discovery (%s)", reason)
+            else:
+                self.outbox.acked(mid, delivered)
+                if not delivered and self._refused is None:
+                    # Events must get through: stop sending and retry later rather than burn bytes.
+                    self._refused = reason
+                    log.error("mqtt: the broker refused an event (%s): check the ACL of %s", reason, self.topics.events)
+        self._wake.set()
+
+    def _on_messages(self, messages: list[paho.MQTTMessage]) -> None:
+        for message in messages:
+            if message.topic == HA_STATUS_TOPIC:
+                if message.payload == b"online" and self.cfg.ha_discovery:
+                    self.publish_discovery(force=True)
+            elif self.topics.command_name(message.topic) is not None:
+                self._commands.put_nowait(message)
+
+    async def _command_worker(self) -> None:
+        # One at a time, in arrival order: a lock followed by an unlock must not be reordered.
+        while True:
+            message = await self._commands.get()
+            name = self.topics.command_name(message.topic) or "?"
+            try:
+                reply = await self.commands.handle(name, message.payload)
+            except Exception as exc:
+                log.exception("mqtt: command %s failed", name)
+                reply = {"id": None, "ok": False, "error": f"{name}: internal error: {exc}", "result": None}
+            self._reply(name, message, reply)
+
+    def _reply(self, name: str, message: paho.MQTTMessage, reply: dict[str, Any]) -> None:
+        session = self.session
+        if session is None or not session.connected:
+            return  # the request came in on a connection that is gone; the office will ask again
+        topic, props = self.topics.reply(name), None
+        request_props = getattr(message, "properties", None)
+        response_topic = getattr(request_props, "ResponseTopic", None) if request_props is not None else None
+        if response_topic and valid_topic_name(response_topic):
+            topic = response_topic
+            correlation = getattr(request_props, "CorrelationData", None)
+            if correlation is not None:
+                props = publish_properties(CorrelationData=correlation)
+        self._reply_mids.add(session.publish(topic, encode(reply), properties=props))
+
+    # --- state ------------------------------------------------------------------------------------------
+
+    def _on_state(self, component: str, changed: dict[str, Any], full: dict[str, Any]) -> None:
+        if component == "modem" and "link" in changed:
+            self._update_gate()
+        self._dirty.add(component)
+        if not self._flush_scheduled:
+            # Coalesce the updates of one poll (power, then the shore derived from it, then alarms).
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_dirty)
+
+    def _flush_dirty(self) -> None:
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, set()
+        self._publish_state(sorted(dirty), force=False)
+
+    def _component_payload(self, component: str) -> dict[str, Any]:
+        """Exactly what `allervers status --json` shows for the component (uptime computed now)."""
+        payload = self.controller.state.get(component)
+        if component == "controller":
+            payload["uptime_s"] = round(time.monotonic() - self.controller.started_mono)
+        return payload
+
+    def _publish_state(self, components: list[str] | None, *, force: bool) -> list[str]:
+        """Publish the components (all when None) whose change is significant, or all of them with ``force``."""
+        session = self.session
+        if session is None or not session.connected or not self.gate_open() or self._stopping:
+            return []
+        known = self.controller.state.components
+        published = []
+        for component in components or list(known):
+            if component not in known:
+                continue
+            payload = self._component_payload(component)
+            if not force and not self.reporter.significant(self._sent_state.get(component), payload):
+                continue
+            mid = session.publish(self.topics.state(component), encode(payload), retain=True, alias=True)
+            self._state_mids[mid] = (component, payload)
+            self._sent_state[component] = payload
+            self.state_messages += 1
+            published.append(component)
+        return published
+
+    def republish(self, components: list[str] | None = None) -> list[str]:
+        """Publish the state now, deadbands or not (the ``refresh`` command); with discovery when enabled."""
+        if self.cfg.ha_discovery and components is None:
+            self.publish_discovery(force=True)
+        return self._publish_state(components, force=True)
+
+    def refresh_due(self) -> list[str]:
+        """Components not acknowledged within ``refresh_s``: the periodic full refresh, per component."""
+        now = self.monotonic()
+        components = self.controller.state.components
+        return [c for c in components if now - self._acked_at.get(c, -1e18) >= self.cfg.refresh_s]
+
+    def tick(self) -> list[str]:
+        """The periodic work (also called by the benchmark with its own clock): the refresh, new components'
+        discovery."""
+        published = self._publish_state(self.refresh_due(), force=True)
+        if self.cfg.ha_discovery:
+            self.publish_discovery(force=False)
+        return published
+
+    _pending_digest: str | None = None
+
+    def publish_discovery(self, *, force: bool) -> int:
+        """Home Assistant discovery configs (retained); sent when they changed, when the broker lost our session,
+        or when HA restarts. Returns how many messages were sent."""
+        session = self.session
+        if session is None or not session.connected:
+            return 0
+        c = self.controller
+        components = list(c.state.components)
+        messages = discovery_messages(
+            vehicle_id=c.config.vehicle.id,
+            vehicle_name=c.config.vehicle.name,
+            topics=self.topics,
+            version=c.state.value("controller", "version") or "",
+            components=components,
+        )
+        value = digest(messages)
+        if not force and value in (self._discovery_digest, self._pending_digest):
+            return 0
+        self._pending_digest = value
+        for topic, config in messages:
+            self._discovery_mids.add(session.publish(topic, encode(config), retain=True))
+        for topic in removal_topics(c.config.vehicle.id, components):
+            self._discovery_mids.add(session.publish(topic, b"", retain=True))
+        return len(messages)
+
+    # --- events -----------------------------------------------------------------------------------------
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        self.outbox.check_bound()
+        self._wake.set()
+
+    # --- housekeeping -------------------------------------------------------------------------------------
+
+    async def _housekeeping(self) -> None:
+        period = min(60.0, self.cfg.refresh_s / 4)
+        since_prune = 0.0
+        while True:
+            await asyncio.sleep(period)
+            self.tick()
+            since_prune += period
+            if since_prune >= 6 * 3600:
+                since_prune = 0.0
+                await self.commands.prune()
+
+    # --- reporting ---------------------------------------------------------------------------------------
+
+    def _ping_status(self) -> dict[str, Any]:
+        return {"last_seq": self.controller.store.last_seq, "delivered_seq": self.outbox.delivered}
+
+    def status(self) -> dict[str, Any]:
+        session = self.session
+        return {
+            "broker": self.options.address,
+            "client_id": self.client_id,
+            "topic_prefix": self.topics.prefix,
+            "link_gate": self.cfg.link_gate,
+            "gate_open": self.gate_open(),
+            "connected": bool(session and session.connected),
+            "connected_for_s": None
+            if self.connected_since is None
+            else round(self.monotonic() - self.connected_since, 1),
+            "connects": self.connects,
+            "connect_failures": self.connect_failures,
+            "last_error": self.last_error,
+            "backlog": self.outbox.backlog,
+            "delivered_seq": self.outbox.delivered,
+            "last_seq": self.controller.store.last_seq,
+            "in_flight": self.outbox.in_flight,
+            "dropped_events": self.outbox.dropped_total,
+            "watermark_writes": self.outbox.watermark_writes,
+            "state_messages": self.state_messages,
+            "events_sent": self.events_sent,
+            "commands_handled": self.commands.handled,
+            "commands_rejected": self.commands.rejected,
+            "payload_bytes_out": session.payload_bytes_out if session else 0,
+        }
+
+    def _cmd_status(self, args: dict[str, Any], conn: Connection) -> dict[str, Any]:
+        return self.status()

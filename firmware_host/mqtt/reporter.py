@@ -1,0 +1,82 @@
+"""Report by exception: which change of a component is worth a state message on a metered link (deadbands)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+# Deadband class of each numeric field of the state model (the `[mqtt.deadbands]` keys).
+FIELD_CLASS: dict[str, str] = {
+    "ac_in_v": "ac_v",
+    "ac_out_v": "ac_v",
+    "voltage_v": "ac_v",  # shore meter: AC
+    "battery_v": "dc_v",
+    "ac_in_a": "a",
+    "ac_out_a": "a",
+    "battery_a": "a",
+    "current_a": "a",
+    "ac_in_w": "w",
+    "ac_out_w": "w",
+    "power_w": "w",
+    "soc": "soc",
+    "ac_in_hz": "hz",
+    "ac_out_hz": "hz",
+    "frequency_hz": "hz",
+    "battery_temp_c": "c",
+}
+# Values that move on their own all the time: carried in every state message, never a reason to send one
+# (the periodic refresh keeps them reasonably fresh). `ts` is when the component was last read.
+FREE_RUNNING = frozenset({"ts", "stale_reason", "uptime_s", "signal_raw", "energy_import_kwh"})
+
+DEFAULT_DEADBANDS = {"ac_v": 2.0, "dc_v": 0.1, "a": 0.5, "w": 50.0, "soc": 1.0, "hz": 0.2, "c": 1.0}
+
+
+def field_class(key: str) -> str | None:
+    """The deadband class of a field: from the table, else from its unit suffix (fields of future components)."""
+    known = FIELD_CLASS.get(key)
+    if known is not None:
+        return known
+    for suffix, cls in (("_hz", "hz"), ("_w", "w"), ("_a", "a"), ("_c", "c")):
+        if key.endswith(suffix):
+            return cls
+    if key.endswith("_v"):
+        return "ac_v" if key.startswith("ac_") else "dc_v"
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class Reporter:
+    """Decides, per component, whether its current values differ enough from what the broker last acknowledged.
+
+    Enums, booleans, strings, lists and tables count on any change; numbers with a deadband class count once they
+    have moved past the deadband *from the last published value* (so a slow drift is reported, not a jitter);
+    other numbers count on any change, except the free-running ones.
+    """
+
+    def __init__(self, deadbands: dict[str, float] | None = None):
+        self.deadbands = {**DEFAULT_DEADBANDS, **(deadbands or {})}
+
+    def significant(self, old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
+        """The keys whose change is worth publishing (empty: stay quiet). ``old`` None: never published."""
+        if old is None:
+            return sorted(new)
+        reasons = []
+        for key in new.keys() | old.keys():
+            if key in FREE_RUNNING:
+                continue
+            a, b = old.get(key), new.get(key)
+            if a == b:
+                continue
+            if _is_number(a) and _is_number(b):
+                cls = field_class(key)
+                if cls is not None:
+                    # A move of exactly one deadband counts: 12.8 -> 12.9 V must not be lost to float rounding.
+                    band = self.deadbands[cls]
+                    if not (math.isfinite(a) and math.isfinite(b)) or abs(b - a) >= band - 1e-9 * max(1.0, band):
+                        reasons.append(key)
+                    continue
+            reasons.append(key)
+        return sorted(reasons)
