@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .checklist import checklist_schema
+from .console.settings import console_schema
+
 DEFAULT_CONFIG_PATH = "/etc/allervers/allervers.toml"
 _REQUIRED = object()
 
@@ -439,6 +442,8 @@ SCHEMA: dict[str, Any] = {
         optional=True,
         check=_loopback_or_insecure,
     ),
+    "checklist": checklist_schema(),
+    "console": console_schema(),
 }
 
 

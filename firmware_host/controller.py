@@ -226,6 +226,10 @@ class Controller:
         from .sdnotify import ServiceNotifier  # under systemd: READY=1, STATUS=, WATCHDOG=1 from this loop, STOPPING=1
 
         ServiceNotifier.attach_if_systemd(self)
+        if cfg.checklist is not None:  # the driver's stops and checklists (firmware_host/checklist.py)
+            from .checklist import Checklist
+
+            await Checklist.attach(self)
         for name, path in (("control", cfg.api.control_socket), ("kiosk", cfg.api.kiosk_socket)):
             server = SocketServer(name, path, self.registry, max_line=cfg.api.max_line_bytes, mode=0o660)
             await server.start()
