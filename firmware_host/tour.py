@@ -322,15 +322,16 @@ def parse_toml(text: str, name: str = "tour.toml") -> Tour:
 
 
 def parse_csv(text: str, name: str = "tour.csv") -> Tour:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # Windows and old Mac line ends alike
     lines = text.splitlines()
     first = next((line for line in lines if line.strip() and not line.lstrip().startswith("#")), None)
     if first is None:
         raise TourError(f"{name}: empty schedule (expected a header line: {','.join(FIELDS)})")
     delimiter = ";" if first.count(";") > first.count(",") else ","
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, strict=True)
     tour = Tour(name)
     columns: list[str | None] | None = None
-    for row in reader:
+    for row in _rows(reader, name):
         line = reader.line_num
         if not any(cell.strip() for cell in row) or row[0].lstrip().startswith("#"):
             continue
@@ -363,6 +364,13 @@ def parse_csv(text: str, name: str = "tour.csv") -> Tour:
     if columns is None:
         raise TourError(f"{name}: empty schedule (expected a header line: {','.join(FIELDS)})")
     return _finish(tour, "row")
+
+
+def _rows(reader: Any, name: str) -> Any:
+    try:
+        yield from reader
+    except csv.Error as exc:  # e.g. a quote opened and never closed: the rest of the file cannot be split
+        raise TourError(f"{name}: row {reader.line_num}: {exc}") from None
 
 
 def _finish(tour: Tour, unit: str) -> Tour:
