@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kiosk.settings import kiosk_schema
+
 from .checklist import checklist_schema
 from .console.settings import console_schema
 
@@ -444,6 +446,7 @@ SCHEMA: dict[str, Any] = {
     ),
     "checklist": checklist_schema(),
     "console": console_schema(),
+    "kiosk": kiosk_schema(),
 }
 
 

@@ -1,0 +1,230 @@
+"""The ``[kiosk]`` config section (public terminal) and its shipped ``[[kiosk.services]]`` tiles."""
+
+from __future__ import annotations
+
+import re
+import string
+from typing import Any
+from urllib.parse import urlsplit
+
+# Placeholders a browser_command may use; {profile_dir} is required so the profile lands in the session's home.
+BROWSER_PLACEHOLDERS = ("url", "profile_dir", "downloads_dir", "home", "lang")
+
+DEFAULT_BROWSER_COMMAND = [
+    "chromium",
+    "--kiosk",
+    "--ozone-platform=wayland",
+    "--no-first-run",
+    "--noerrdialogs",
+    "--disable-session-crashed-bubble",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-features=Translate",
+    "--lang={lang}",
+    "--user-data-dir={profile_dir}",
+    "{url}",
+]
+
+# FranceConnect is how most of these sites log people in (with their impots.gouv.fr or ameli.fr account).
+_FC = "franceconnect.gouv.fr"
+
+DEFAULT_SERVICES: list[dict[str, Any]] = [
+    {
+        "id": "impots",
+        "label": "Impôts",
+        "label_en": "Taxes",
+        "hint": "Déclaration de revenus, avis d'impôt",
+        "hint_en": "Income tax return, tax notices",
+        "url": "https://www.impots.gouv.fr/",
+        "allow": ["impots.gouv.fr", _FC],
+    },
+    {
+        "id": "caf",
+        "label": "CAF",
+        "label_en": "Family benefits (CAF)",
+        "hint": "Allocations familiales, aide au logement, RSA, prime d'activité",
+        "hint_en": "Family, housing and income support",
+        "url": "https://www.caf.fr/",
+        "allow": ["caf.fr", _FC],
+    },
+    {
+        "id": "ameli",
+        "label": "Assurance Maladie",
+        "label_en": "Health insurance",
+        "hint": "Remboursements, carte Vitale, attestation de droits",
+        "hint_en": "Refunds, Vitale card, certificate of entitlement",
+        "url": "https://www.ameli.fr/",
+        "allow": ["ameli.fr", _FC],
+    },
+    {
+        "id": "retraite",
+        "label": "Retraite",
+        "label_en": "Pension",
+        "hint": "Relevé de carrière, demande de retraite",
+        "hint_en": "Career statement, pension claim",
+        "url": "https://www.info-retraite.fr/",
+        "allow": ["info-retraite.fr", "lassuranceretraite.fr", _FC],
+    },
+    {
+        "id": "france-travail",
+        "label": "France Travail",
+        "label_en": "Job centre (France Travail)",
+        "hint": "Inscription, actualisation, offres d'emploi",
+        "hint_en": "Registration, monthly update, job offers",
+        "url": "https://www.francetravail.fr/",
+        "allow": ["francetravail.fr", _FC],
+    },
+    {
+        "id": "ants",
+        "label": "ANTS",
+        "label_en": "Vehicle and ID papers (ANTS)",
+        "hint": "Carte grise, permis de conduire, carte d'identité, passeport",
+        "hint_en": "Vehicle registration, driving licence, ID card, passport",
+        "url": "https://ants.gouv.fr/",
+        "allow": ["ants.gouv.fr", _FC],
+    },
+    {
+        "id": "laposte",
+        "label": "La Poste",
+        "label_en": "Post office",
+        "hint": "Suivi de colis, lettre recommandée en ligne",
+        "hint_en": "Parcel tracking, registered letters",
+        "url": "https://www.laposte.fr/",
+        "allow": ["laposte.fr"],
+    },
+    {
+        "id": "messagerie",
+        "label": "Messagerie",
+        "label_en": "E-mail",
+        "hint": "Lire et envoyer vos courriels",
+        "hint_en": "Read and send your e-mail",
+        "url": "https://www.laposte.net/",
+        "allow": [
+            "laposte.net",
+            "orange.fr",
+            "free.fr",
+            "sfr.fr",
+            "mail.google.com",
+            "accounts.google.com",
+            "outlook.live.com",
+            "login.live.com",
+            "mail.yahoo.com",
+            "login.yahoo.com",
+        ],
+    },
+    {
+        "id": "navigation-libre",
+        "label": "Navigation libre",
+        "label_en": "Free browsing",
+        "hint": "Les autres sites internet",
+        "hint_en": "Any other website",
+        "url": "https://www.qwant.com/",
+        "allow": ["*"],
+        "enabled": False,
+    },
+]
+
+_HOST = re.compile(r"\.?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:\d{1,5})?(/\S*)?")
+
+
+def _check_url(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"must be an http:// or https:// address, got {value!r}"
+    return None
+
+
+def _check_allow(values: list[str]) -> str | None:
+    for i, entry in enumerate(values):
+        if entry == "*":
+            continue
+        if "://" in entry or not _HOST.fullmatch(entry):
+            return (
+                f"item {i} must be a host name such as 'caf.fr' (covers its subdomains; a leading dot does not)"
+                f" or '*', got {entry!r}"
+            )
+    return None
+
+
+def _check_command(values: list[str]) -> str | None:
+    if not values:
+        return "must name the browser program and its arguments"
+    seen: set[str] = set()
+    for item in values:
+        try:
+            fields = {name for _, name, _, _ in string.Formatter().parse(item) if name is not None}
+        except ValueError as exc:
+            return f"{item!r}: {exc} (write {{{{ and }}}} for literal braces)"
+        unknown = fields - set(BROWSER_PLACEHOLDERS)
+        if unknown:
+            known = ", ".join("{" + p + "}" for p in BROWSER_PLACEHOLDERS)
+            return f"{item!r}: unknown placeholder {{{sorted(unknown)[0]}}} (known: {known})"
+        seen |= fields
+    if "profile_dir" not in seen:
+        return "must use {profile_dir} (e.g. --user-data-dir={profile_dir}) so the profile is wiped with the session"
+    return None
+
+
+def _check_env(values: list[str]) -> str | None:
+    for item in values:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", item):
+            return f"items must be NAME=value, got {item!r}"
+    return None
+
+
+def _check_user(value: str) -> str | None:
+    if value == "root":
+        return "must not be root: the wipe kills every process of the session user"
+    return None
+
+
+def _check_section(values: dict[str, Any]) -> tuple[str, str] | None:
+    if values["enabled"] and not any(s["enabled"] for s in values["services"]):
+        return "services", "no enabled service: the terminal would have nothing to offer"
+    return None
+
+
+def kiosk_schema() -> Any:
+    """The ``[kiosk]`` section for config.SCHEMA (optional: no public terminal without it).
+
+    Built by a function, imported lazily: config.py imports this module while it is itself being loaded.
+    """
+    from firmware_host.config import ArrayOf, Key, Table
+
+    service = Table(
+        {
+            "id": Key(str, required=True, pattern=r"[a-z0-9-]{1,32}"),
+            "label": Key(str, required=True),
+            "label_en": Key(str, None),
+            "hint": Key(str, ""),
+            "hint_en": Key(str, None),
+            "url": Key(str, required=True, check=_check_url),
+            "allow": Key("list[str]", [], check=_check_allow),
+            "time_limit_min": Key(int, None, min=1, max=480),
+            "enabled": Key(bool, True),
+            "needs_link": Key(bool, True),
+        }
+    )
+    return Table(
+        {
+            "enabled": Key(bool, True),
+            "sessions_dir": Key("path", "/run/allervers/kiosk"),
+            "session_user": Key(str, "allervers-visitor", pattern=r"([a-z_][a-z0-9_-]{0,31})?", check=_check_user),
+            "browser_command": Key("list[str]", lambda: list(DEFAULT_BROWSER_COMMAND), check=_check_command),
+            "browser_env": Key("list[str]", [], check=_check_env),
+            "policy_dir": Key("path", "/etc/chromium/policies/managed"),
+            "session_bar": Key(bool, True),
+            "idle_timeout_s": Key(float, 300.0, min=30, max=3600),
+            "idle_grace_s": Key(float, 60.0, min=10, max=600),
+            "default_time_limit_min": Key(int, 30, min=1, max=480),
+            "printer": Key(str, "", pattern=r"[A-Za-z0-9_.-]{0,127}"),
+            "cups_server": Key(str, "/run/cups/cups.sock"),
+            "print_wait_s": Key(float, 60.0, min=0, max=600),
+            "low_battery_soc": Key(float, 25.0, min=0, max=100),
+            "satisfaction": Key(bool, True),
+            "services": ArrayOf(service, default=DEFAULT_SERVICES, unique="id"),
+        },
+        optional=True,
+        check=_check_section,
+    )
