@@ -94,7 +94,8 @@ ENTITIES: tuple[Entity, ...] = (
 
 
 def node_id(vehicle_id: str) -> str:
-    return f"allervers_{vehicle_id.replace('-', '_')}"
+    # Vehicle ids are [a-z0-9-], valid in HA node ids as they are; the broker ACL matches them with %u.
+    return f"allervers_{vehicle_id}"
 
 
 def discovery_messages(

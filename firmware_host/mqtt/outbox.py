@@ -167,16 +167,17 @@ class Outbox:
             self._bound_task = asyncio.get_running_loop().create_task(self.enforce_bound(), name="mqtt-outbox-bound")
 
     async def enforce_bound(self) -> int:
-        """Past ``max_backlog`` undelivered events, give up on the oldest (they stay in the local log) so that one
-        ``backlog.dropped`` event brings the backlog back to the bound. Returns how many were dropped."""
+        """Past ``max_backlog`` undelivered events, give up on the oldest (they stay in the local log, they are just
+        not sent) and record one ``backlog.dropped`` event saying how many. Returns how many were dropped."""
         start = self.delivered
 
         def find(db: sqlite_utils.Database) -> tuple[int, int, int] | None:
             count = db.execute("SELECT COUNT(*) FROM events WHERE seq > ?", (start,)).fetchone()[0]
-            # Room for the backlog.dropped event itself, so it does not push the backlog over again.
-            excess = count - (self.max_backlog - 1)
-            if count <= self.max_backlog or excess <= 0:
+            if count <= self.max_backlog:
                 return None
+            # Down to 90 % of the bound: one backlog.dropped event per tenth of the bound during a long outage,
+            # not one per new event (each would itself take a place in the backlog).
+            excess = count - (self.max_backlog - max(1, self.max_backlog // 10))
             first, last = db.execute(
                 "SELECT MIN(seq), MAX(seq) FROM (SELECT seq FROM events WHERE seq > ? ORDER BY seq LIMIT ?)",
                 (start, excess),

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import socket
 import subprocess
+import threading
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
@@ -82,3 +91,198 @@ class Broker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# --- a client on the office side ---------------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    topic: str
+    payload: bytes
+    retain: bool
+    properties: Any = None
+
+    def json(self) -> Any:
+        return json.loads(self.payload)
+
+
+class Watcher:
+    """A paho MQTT 5 client that records everything it receives (thread-safe), for assertions."""
+
+    def __init__(
+        self,
+        port: int,
+        filters: tuple[str, ...] | list[str] = ("#",),
+        *,
+        client_id: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        clean_start: bool = True,
+        session_expiry_s: int = 0,
+    ):
+        self.port = port
+        self.filters = list(filters)
+        self.client_id = client_id or f"watcher-{uuid.uuid4().hex[:8]}"
+        self.clean_start = clean_start
+        self.session_expiry_s = session_expiry_s
+        self.messages: list[Received] = []
+        self.acks: dict[int, str] = {}
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        self.client.on_message = self._on_message
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.on_publish = self._on_publish
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        if not rc.is_failure and self.filters:
+            client.subscribe([(f, 1) for f in self.filters])
+        elif not self.filters:
+            self._subscribed.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append(
+                Received(message.topic, message.payload, bool(message.retain), getattr(message, "properties", None))
+            )
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, rc: Any, props: Any) -> None:
+        with self._lock:
+            self.acks[mid] = str(rc)
+
+    def start(self, timeout: float = 5.0) -> Watcher:
+        props = Properties(PacketTypes.CONNECT)
+        if self.session_expiry_s:
+            props.SessionExpiryInterval = self.session_expiry_s
+        self.client.connect("127.0.0.1", self.port, 30, clean_start=self.clean_start, properties=props)
+        self.client.loop_start()
+        if not self._subscribed.wait(timeout):
+            raise RuntimeError(f"watcher {self.client_id}: no SUBACK within {timeout} s")
+        return self
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def received(self, topic: str | None = None) -> list[Received]:
+        with self._lock:
+            return [m for m in self.messages if topic is None or m.topic == topic]
+
+    def events(self, prefix: str = "allervers/bus-test") -> list[dict[str, Any]]:
+        return [m.json() for m in self.received(f"{prefix}/events")]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.messages.clear()
+
+    def publish(self, topic: str, payload: bytes | str, *, properties: Any = None, retain: bool = False) -> int:
+        info = self.client.publish(topic, payload, qos=1, retain=retain, properties=properties)
+        info.wait_for_publish(5)
+        return info.mid
+
+
+def seqs_in_order(events: list[dict[str, Any]]) -> list[int]:
+    """The seqs in first-arrival order (a re-sent event after a reconnect is a duplicate, not a new arrival)."""
+    seen: set[int] = set()
+    out = []
+    for e in events:
+        if e["seq"] not in seen:
+            seen.add(e["seq"])
+            out.append(e["seq"])
+    return out
+
+
+# --- a TCP proxy in front of the broker: counts bytes, can freeze the link or add latency ----------------------
+
+
+class Proxy:
+    """127.0.0.1:``port`` -> 127.0.0.1:``target``. ``bytes_up``/``bytes_down`` count every byte of every MQTT packet
+    (client to broker, broker to client); ``freeze()`` stops forwarding (a link that hangs without closing);
+    ``latency_s`` delays every chunk one way (a satellite hop)."""
+
+    def __init__(self, target: int, *, latency_s: float = 0.0):
+        self.target = target
+        self.latency_s = latency_s
+        self.bytes_up = 0
+        self.bytes_down = 0
+        self.connections = 0
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._closed = False
+        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._server = socket.socket()
+        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen(16)
+        self.port = self._server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True, name="proxy-accept").start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self.connections += 1
+                self._socks += [client, upstream]
+            threading.Thread(target=self._pipe, args=(client, upstream, "up"), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, "down"), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, direction: str) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                self._flowing.wait()
+                if self.latency_s:
+                    time.sleep(self.latency_s)
+                with self._lock:
+                    if direction == "up":
+                        self.bytes_up += len(data)
+                    else:
+                        self.bytes_down += len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    @property
+    def total_bytes(self) -> int:
+        return self.bytes_up + self.bytes_down
+
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
+
+    def cut(self) -> None:
+        """Drop every open connection (a link that dies)."""
+        with self._lock:
+            socks, self._socks = self._socks, []
+        for s in socks:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._flowing.set()
+        self._server.close()
+        self.cut()
