@@ -228,15 +228,16 @@ class MqttLink:
             session.subscribe(filters)
         if self.cfg.ha_discovery:
             self.publish_discovery(force=not session.session_present)
+        # Everything above and the state below go out before the first await: once the session is visible to the
+        # rest of the program, the bus has already said who it is and what it looks like.
+        self._publish_state(None, force=False)
         await self.controller.store.append_event(
             "mqtt.connected",
             broker=self.options.address,
             session_present=session.session_present,
             backlog=self.outbox.backlog,
         )
-        self._publish_state(None, force=False)
-        outcome = await self._pump(session)
-        return outcome
+        return await self._pump(session)
 
     async def _pump(self, session: Session) -> str:
         """Send the event log from the watermark, in seq order, keeping up to WINDOW events in flight."""
@@ -385,7 +386,7 @@ class MqttLink:
             return []
         known = self.controller.state.components
         published = []
-        for component in components or list(known):
+        for component in list(known) if components is None else components:
             if component not in known:
                 continue
             payload = self._component_payload(component)
