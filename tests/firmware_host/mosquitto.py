@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -33,12 +34,24 @@ class Broker:
     The port is kept across ``stop()``/``start()`` so clients can reconnect to "the same broker after a restart".
     """
 
-    def __init__(self, workdir: Path, *, extra: str = "", anonymous: bool = True, port: int | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        extra: str = "",
+        anonymous: bool = True,
+        port: int | None = None,
+        conf: str | None = None,
+    ):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.extra = extra
         self.anonymous = anonymous
+        if conf is not None and os.geteuid() == 0:
+            # Started as root, mosquitto becomes user "mosquitto" and could not read the test's private files.
+            conf += "\nuser root\n"
+        self.conf = conf  # a whole config file instead of the test default (it must listen on self.port)
         self.proc: subprocess.Popen | None = None
         self.log_path = self.workdir / f"mosquitto-{self.port}.log"
 
@@ -48,7 +61,9 @@ class Broker:
 
     def start(self, timeout: float = 10.0) -> Broker:
         self.config_path.write_text(
-            f"listener {self.port} 127.0.0.1\n"
+            self.conf
+            if self.conf is not None
+            else f"listener {self.port} 127.0.0.1\n"
             f"allow_anonymous {'true' if self.anonymous else 'false'}\n"
             "persistence false\n"
             f"log_dest file {self.log_path}\n"
@@ -120,6 +135,7 @@ class Watcher:
         password: str | None = None,
         clean_start: bool = True,
         session_expiry_s: int = 0,
+        ca_file: str | None = None,
     ):
         self.port = port
         self.filters = list(filters)
@@ -133,6 +149,9 @@ class Watcher:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
         if username is not None:
             self.client.username_pw_set(username, password)
+        self.tls = ca_file is not None
+        if ca_file is not None:
+            self.client.tls_set(ca_certs=ca_file)
         self.client.on_message = self._on_message
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *a: self._subscribed.set()
@@ -158,7 +177,8 @@ class Watcher:
         props = Properties(PacketTypes.CONNECT)
         if self.session_expiry_s:
             props.SessionExpiryInterval = self.session_expiry_s
-        self.client.connect("127.0.0.1", self.port, 30, clean_start=self.clean_start, properties=props)
+        host = "localhost" if self.tls else "127.0.0.1"  # the test certificates name localhost
+        self.client.connect(host, self.port, 30, clean_start=self.clean_start, properties=props)
         self.client.loop_start()
         if not self._subscribed.wait(timeout):
             raise RuntimeError(f"watcher {self.client_id}: no SUBACK within {timeout} s")

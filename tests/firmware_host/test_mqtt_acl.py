@@ -1,0 +1,221 @@
+"""The shipped broker config (config/mosquitto/) in a real Mosquitto: TLS, users made by create-user.sh, and the
+ACL confining each bus to its own prefix while only supervisors publish commands."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from firmware_host.api import call_once
+from firmware_host.mqtt.commands import make_request
+
+from ..conftest import make_config, wait_until
+from .mosquitto import Broker, Watcher, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+MOSQ = REPO / "config" / "mosquitto"
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_ca(d: Path, name: str) -> Path:
+    openssl(
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", f"{name}.key", "-out", f"{name}.crt", "-subj", f"/CN={name}", "-days", "2",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=d,
+    )  # fmt: skip
+    return d / f"{name}.crt"
+
+
+def make_server_cert(d: Path, ca: str, name: str, san: str) -> tuple[Path, Path]:
+    (d / f"{name}.ext").write_text(f"subjectAltName={san}\nextendedKeyUsage=serverAuth\n")
+    openssl(
+        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}",
+        cwd=d,
+    )  # fmt: skip
+    openssl(
+        "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key", "-CAcreateserial",
+        "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext",
+        cwd=d,
+    )  # fmt: skip
+    return d / f"{name}.crt", d / f"{name}.key"
+
+
+def create_user(passwd: Path, role: str, name: str, out: Path) -> str:
+    subprocess.run([str(MOSQ / "create-user.sh"), str(passwd), role, name, str(out)], check=True, capture_output=True)
+    secret = out / f"{name}.password"
+    assert secret.stat().st_mode & 0o077 == 0  # readable by its owner only
+    return secret.read_text().strip()
+
+
+def shipped_conf(tmp: Path, port: int, certs: dict[str, Path], passwd: Path) -> str:
+    """config/mosquitto/allervers.conf with its /etc and /var paths pointed into the test's folder."""
+    text = (MOSQ / "allervers.conf").read_text()
+    replacements = {
+        "listener 8883": f"listener {port} 127.0.0.1",
+        "/etc/mosquitto/certs/broker.crt": str(certs["crt"]),
+        "/etc/mosquitto/certs/broker.key": str(certs["key"]),
+        "/etc/mosquitto/allervers.passwd": str(passwd),
+        "/etc/mosquitto/allervers.acl": str(MOSQ / "allervers.acl"),
+        "/var/lib/mosquitto/": f"{tmp}/",
+        "log_dest syslog": f"log_dest file {tmp / 'mosquitto.log'}",
+    }
+    for old, new in replacements.items():
+        assert old in text, f"allervers.conf no longer contains {old!r}"
+        text = text.replace(old, new)
+    return text
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Any:
+    """A broker running the shipped config: TLS, passwords for bus-a, bus-b and office, the fleet ACL."""
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    ca = make_ca(pki, "fleet-ca")
+    crt, key = make_server_cert(pki, "fleet-ca", "broker", "DNS:localhost,IP:127.0.0.1")
+    passwd, secrets = tmp_path / "allervers.passwd", tmp_path / "secrets"
+    passwords = {
+        "bus-a": create_user(passwd, "bus", "bus-a", secrets),
+        "bus-b": create_user(passwd, "bus", "bus-b", secrets),
+        "office": create_user(passwd, "office", "office", secrets),
+    }
+    port = free_port()
+    broker = Broker(tmp_path / "broker", port=port, conf=shipped_conf(tmp_path, port, {"crt": crt, "key": key}, passwd))
+    broker.start()
+    yield {"port": port, "ca": str(ca), "passwords": passwords, "secrets": secrets, "pki": pki, "broker": broker}
+    broker.stop()
+
+
+def bus_config(tmp_path: Path, fleet: dict[str, Any], bus: str, **mqtt: Any) -> Any:
+    return make_config(
+        tmp_path / bus,
+        vehicle={"id": bus, "name": bus},
+        mqtt={
+            "host": "localhost",
+            "port": fleet["port"],
+            "tls": True,
+            "ca_file": fleet["ca"],
+            "username": bus,
+            "password_file": str(fleet["secrets"] / f"{bus}.password"),
+            "link_gate": "always",
+            **mqtt,
+        },
+    )
+
+
+def client(fleet: dict[str, Any], user: str, filters: list[str]) -> Watcher:
+    return Watcher(
+        fleet["port"], filters, username=user, password=fleet["passwords"][user], ca_file=fleet["ca"]
+    ).start()
+
+
+def script_rejects(*args: str) -> str:
+    done = subprocess.run([str(MOSQ / "create-user.sh"), *args], capture_output=True, text=True)
+    assert done.returncode == 2
+    return done.stderr
+
+
+def test_create_user_script_checks_its_arguments(tmp_path: Path) -> None:
+    assert "usage" in script_rejects(str(tmp_path / "p"), "bus")
+    assert "must match [a-z0-9-]{1,32}" in script_rejects(str(tmp_path / "p"), "bus", "Bus_01")
+    assert "usage" in script_rejects(str(tmp_path / "p"), "admin", "x")
+    assert not (tmp_path / "p").exists()
+
+
+async def test_bus_b_can_neither_read_bus_a_commands_nor_publish_under_its_prefix(
+    tmp_path: Path, fleet: dict[str, Any], run_controller
+) -> None:
+    office = client(fleet, "office", ["allervers/#"])
+    bus_b = client(fleet, "bus-b", ["allervers/bus-a/#", "allervers/+/cmd/+"])  # the second includes its own
+    try:
+        # Bus A is the real controller, over TLS with its password file: everything it sends is allowed.
+        controller = await run_controller(bus_config(tmp_path, fleet, "bus-a"))
+        link = controller.mqtt
+        await wait_until(lambda: link.outbox.delivered == controller.store.last_seq > 0, message="A's events")
+        assert link._refused is None and link.connect_failures == 0
+        await wait_until(lambda: office.received("allervers/bus-a/state/power"), message="A's state at the office")
+
+        # The office commands A: A answers, B hears nothing of it.
+        office.publish("allervers/bus-a/cmd/ping", make_request(rid="office-1"))
+        office.publish("allervers/bus-b/cmd/ping", make_request(rid="sentinel-b"))  # after A's, to B's own topic
+        await wait_until(lambda: office.received("allervers/bus-a/cmd/ping/reply"), message="A's reply")
+        assert office.received("allervers/bus-a/cmd/ping/reply")[0].json()["ok"] is True
+        await wait_until(lambda: bus_b.received("allervers/bus-b/cmd/ping"), message="B's own command")
+        assert [m.topic for m in bus_b.received()] == ["allervers/bus-b/cmd/ping"]
+
+        # B tries to speak for A: status, state, events, a reply, a command. None of it reaches anyone.
+        forged = {
+            "allervers/bus-a/status": b"offline",
+            "allervers/bus-a/state/power": b'{"soc": 5}',
+            "allervers/bus-a/events": b'{"seq": 999999, "type": "forged"}',
+            "allervers/bus-a/cmd/ping/reply": b'{"id": "office-2", "ok": true}',
+            "allervers/bus-a/cmd/kiosk.lock": make_request(rid="forged"),
+        }
+        mids = {topic: bus_b.publish(topic, payload) for topic, payload in forged.items()}
+        bus_b.publish("allervers/bus-b/status", b"online")  # B's own: allowed, and after the forgeries
+        await wait_until(lambda: office.received("allervers/bus-b/status"), message="B's own status")
+        assert not [m for m in office.received() if m.topic in forged and m.payload == forged[m.topic]]
+        assert {bus_b.acks[mid] for mid in mids.values()} == {"Not authorized"}
+
+        # A bus cannot command anyone, itself included.
+        bus_a_too = client(fleet, "bus-a", [])
+        try:
+            bus_a_too.publish("allervers/bus-a/cmd/ping", make_request(rid="self-command"))
+            bus_a_too.publish("allervers/bus-b/cmd/ping", make_request(rid="a-to-b"))
+        finally:
+            bus_a_too.stop()
+        office.publish("allervers/bus-a/cmd/ping", make_request(rid="office-2"))
+        await wait_until(lambda: len(office.received("allervers/bus-a/cmd/ping/reply")) == 2, message="reply 2")
+        assert [m.json()["id"] for m in office.received("allervers/bus-a/cmd/ping/reply")] == ["office-1", "office-2"]
+        assert [m.json()["id"] for m in bus_b.received("allervers/bus-b/cmd/ping")] == ["sentinel-b"]
+    finally:
+        office.stop()
+        bus_b.stop()
+
+
+async def test_tls_server_is_verified_and_failures_are_named(
+    tmp_path: Path, fleet: dict[str, Any], run_controller
+) -> None:
+    other_ca = make_ca(fleet["pki"], "stranger-ca")
+    controller = await run_controller(bus_config(tmp_path, fleet, "bus-a", ca_file=str(other_ca)))
+    await wait_until(lambda: controller.mqtt.last_error, message="a connection error")
+    assert "TLS certificate not trusted" in controller.mqtt.last_error
+    assert f"mqtts://localhost:{fleet['port']}" in controller.mqtt.last_error
+    # The rest of the controller keeps running.
+    pong = await call_once(controller.config.api.control_socket, "ping")
+    assert pong["pong"] is True
+    status = await call_once(controller.config.api.control_socket, "mqtt.status")
+    assert status["connected"] is False and "TLS" in status["last_error"]
+    errors = [e for e in await controller.store.events_after(0, 100) if e["type"] == "mqtt.error"]
+    assert len(errors) == 1  # retried, but logged once while the reason stays the same
+
+    # The right CA but a certificate for another host name: refused too (names are checked).
+    crt, key = make_server_cert(fleet["pki"], "fleet-ca", "elsewhere", "DNS:broker.elsewhere.example")
+    port = free_port()
+    extra = f"listener {port} 127.0.0.1\ncertfile {crt}\nkeyfile {key}\nallow_anonymous true\n"
+    with Broker(tmp_path / "b2", port=port, conf=extra):
+        wrong_name = await run_controller(bus_config(tmp_path / "n", fleet, "bus-b", port=port))
+        await wait_until(lambda: wrong_name.mqtt.last_error, message="host name error")
+        assert "TLS certificate not trusted" in wrong_name.mqtt.last_error
+        assert "localhost" in wrong_name.mqtt.last_error
+
+
+async def test_bad_password_and_missing_password_file(tmp_path: Path, fleet: dict[str, Any], run_controller) -> None:
+    wrong = tmp_path / "wrong.password"
+    wrong.write_text(uuid.uuid4().hex + "\n")
+    controller = await run_controller(bus_config(tmp_path, fleet, "bus-a", password_file=str(wrong)))
+    await wait_until(lambda: controller.mqtt.last_error, message="refusal")
+    assert "refused" in controller.mqtt.last_error and "Not authorized" in controller.mqtt.last_error
+
+    missing = tmp_path / "nowhere" / "mqtt-password"
+    other = await run_controller(bus_config(tmp_path / "m", fleet, "bus-b", password_file=str(missing)))
+    await wait_until(lambda: other.mqtt.last_error, message="file error")
+    assert other.mqtt.last_error == f"{missing}: cannot read the MQTT password file: No such file or directory"
