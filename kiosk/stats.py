@@ -1,0 +1,233 @@
+"""Anonymous session statistics (what funders ask for), the kiosk's durable flags, and `allervers report`.
+
+One row per finished session: stop, date, start hour, duration, services opened, pages printed, how it ended,
+satisfaction if given. No address visited, nothing typed, no identifier: rows are ordered by their sequence number,
+never by time (the clock may be wrong until NTP syncs, which each row records).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import sqlite3
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+SATISFACTION = ("good", "neutral", "bad")
+END_REASONS = (
+    "visitor",
+    "idle",
+    "time_limit",
+    "remote",
+    "closed",
+    "locked",
+    "ignition",
+    "low_battery",
+    "browser_exited",
+    "interrupted",
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS kiosk_sessions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,   -- the order sessions ended in (the clock may be wrong)
+    date TEXT NOT NULL,                     -- local date the session started, YYYY-MM-DD
+    start_hour INTEGER NOT NULL,            -- 0..23
+    duration_s INTEGER,                     -- NULL when a power cut ended it
+    stop_key TEXT NOT NULL DEFAULT '',
+    stop_label TEXT NOT NULL DEFAULT '',
+    services TEXT NOT NULL,                 -- JSON list of service ids opened
+    pages INTEGER NOT NULL DEFAULT 0,
+    ended_by TEXT NOT NULL,
+    satisfaction TEXT,                      -- good / neutral / bad, or NULL
+    clock_synced INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kiosk_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+# --- writer-thread functions (run through Store.run) -----------------------------------------------------------
+
+
+def create_tables(db: sqlite_utils.Database) -> None:
+    db.conn.executescript(SCHEMA)
+
+
+def read_meta(db: sqlite_utils.Database) -> dict[str, Any]:
+    return {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM kiosk_meta").fetchall()}
+
+
+def write_meta(db: sqlite_utils.Database, values: dict[str, Any], delete: tuple[str, ...] = ()) -> None:
+    """Set and delete flags in one transaction (each call is one fsync: callers write only on change)."""
+    conn = db.conn
+    conn.execute("BEGIN")
+    try:
+        for key, value in values.items():
+            conn.execute(
+                "INSERT OR REPLACE INTO kiosk_meta (key, value) VALUES (?, ?)",
+                (key, json.dumps(value, ensure_ascii=False)),
+            )
+        for key in delete:
+            conn.execute("DELETE FROM kiosk_meta WHERE key = ?", (key,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def record_session(db: sqlite_utils.Database, row: dict[str, Any], *, clear_intent: bool) -> int:
+    """Store one finished session and, in the same transaction, drop the wipe intent if the wipe was verified."""
+    conn = db.conn
+    conn.execute("BEGIN")
+    try:
+        cur = conn.execute(
+            "INSERT INTO kiosk_sessions (date, start_hour, duration_s, stop_key, stop_label, services, pages,"
+            " ended_by, satisfaction, clock_synced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+            (
+                row["date"],
+                row["start_hour"],
+                row["duration_s"],
+                row.get("stop_key") or "",
+                row.get("stop_label") or "",
+                json.dumps(row["services"]),
+                row["pages"],
+                row["ended_by"],
+                int(bool(row["clock_synced"])),
+            ),
+        )
+        if clear_intent:
+            conn.execute("DELETE FROM kiosk_meta WHERE key = 'intent'")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return int(cur.lastrowid)
+
+
+def set_satisfaction(db: sqlite_utils.Database, row_id: int, rating: str) -> bool:
+    cur = db.conn.execute(
+        "UPDATE kiosk_sessions SET satisfaction = ? WHERE id = ? AND satisfaction IS NULL", (rating, row_id)
+    )
+    return cur.rowcount == 1
+
+
+def count_day(db: sqlite_utils.Database, date: str) -> int:
+    return int(db.execute("SELECT COUNT(*) FROM kiosk_sessions WHERE date = ?", (date,)).fetchone()[0])
+
+
+# --- reading and aggregating -------------------------------------------------------------------------------------
+
+
+def load_rows(conn: sqlite3.Connection, date_from: str | None = None, date_to: str | None = None) -> list[dict]:
+    query = "SELECT * FROM kiosk_sessions WHERE 1=1"
+    params: list[Any] = []
+    if date_from:
+        query += " AND date >= ?"
+        params.append(date_from)
+    if date_to:
+        query += " AND date <= ?"
+        params.append(date_to)
+    conn.row_factory = sqlite3.Row
+    rows = [dict(r) for r in conn.execute(query + " ORDER BY id", params)]
+    for r in rows:
+        r["services"] = json.loads(r["services"])
+    return rows
+
+
+def aggregate(rows: list[dict[str, Any]], by: str | None) -> list[dict[str, Any]]:
+    """One line per stop, day or service (or one "total" line): counts only."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        if by == "stop":
+            keys = [r["stop_label"] or "(arrêt inconnu)"]
+        elif by == "day":
+            keys = [r["date"]]
+        elif by == "service":
+            keys = r["services"] or ["(aucun)"]
+        else:
+            keys = ["total"]
+        for key in keys:
+            groups[key].append(r)
+    out = []
+    for key in sorted(groups):
+        items = groups[key]
+        durations = [r["duration_s"] for r in items if r["duration_s"] is not None]
+        ended: dict[str, int] = defaultdict(int)
+        for r in items:
+            ended[r["ended_by"]] += 1
+        line = {
+            by or "scope": key,
+            "sessions": len(items),
+            "minutes": round(sum(durations) / 60, 1),
+            "mean_minutes": round(sum(durations) / len(durations) / 60, 1) if durations else 0.0,
+            "pages": sum(r["pages"] for r in items),
+            **{f"satisfaction_{s}": sum(1 for r in items if r["satisfaction"] == s) for s in SATISFACTION},
+            "ended_by": ", ".join(f"{k} {v}" for k, v in sorted(ended.items())),
+            "clock_unsynced": sum(1 for r in items if not r["clock_synced"]),
+        }
+        out.append(line)
+    return out
+
+
+def render_table(lines: list[dict[str, Any]]) -> str:
+    if not lines:
+        return "no session in this period"
+    headers = list(lines[0])
+    cells = [[str(line[h]) for h in headers] for line in lines]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    out += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(out)
+
+
+# --- `allervers report` --------------------------------------------------------------------------------------------
+
+
+def _date(text: str) -> str:
+    try:
+        return dt.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="date_from", type=_date, metavar="YYYY-MM-DD", help="first day included")
+    parser.add_argument("--to", dest="date_to", type=_date, metavar="YYYY-MM-DD", help="last day included")
+    parser.add_argument("--by", choices=("stop", "day", "service"), help="one line per stop, day or service")
+    parser.add_argument("--csv", action="store_true", help="CSV on stdout (for a spreadsheet)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from firmware_host import cli
+
+    cfg = cli._load(args)
+    path = Path(cfg.storage.path)
+    if not path.exists():
+        print(f"allervers report: {path}: no store yet (storage.path)", file=sys.stderr)
+        return 1
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = load_rows(conn, args.date_from, args.date_to)
+        finally:
+            conn.close()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            rows = []  # the kiosk never ran on this bus
+        else:
+            print(f"allervers report: {path}: {exc}", file=sys.stderr)
+            return 1
+    lines = aggregate(rows, args.by)
+    if args.csv:
+        if lines:
+            writer = csv.DictWriter(sys.stdout, fieldnames=list(lines[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(lines)
+    else:
+        print(render_table(lines))
+    return 0

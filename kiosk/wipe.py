@@ -1,0 +1,378 @@
+"""The wipe: kill every process of the session user, purge its print jobs, remove its files, then verify.
+
+Everything a visitor leaves belongs to the session user: the browser and whatever it started, the session's home
+(profile, downloads, documents, scans) under ``sessions_dir``, the files it made in /tmp, /var/tmp and /dev/shm,
+and its print jobs. The wipe removes all of that and then checks, from scratch, that none is left. Killing the
+browser also ends the Wayland clipboard: a copied text lives in the client that offered it.
+
+When the session user is the controller's own user (development only), "every process of the user" would include
+the controller, so only the browser's process session is killed and only ``sessions_dir`` is cleared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pwd
+import shutil
+import signal
+import stat
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .printing import PrintError, SessionPrinting
+
+log = logging.getLogger("allervers.kiosk")
+
+TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+HOME_SUBDIRS = ("profile", "Downloads", "Documents", "Scans", "tmp")
+
+
+class KioskError(RuntimeError):
+    """A kiosk set-up problem (names the config key or the thing that failed)."""
+
+
+@dataclass(frozen=True)
+class SessionUser:
+    name: str
+    uid: int
+    gid: int
+
+    @property
+    def is_self(self) -> bool:
+        return self.uid == os.geteuid()
+
+    @classmethod
+    def lookup(cls, name: str) -> SessionUser:
+        """The configured user; "" means the controller's own user (development and demos, never root)."""
+        try:
+            entry = pwd.getpwuid(os.geteuid()) if name == "" else pwd.getpwnam(name)
+        except KeyError:
+            raise KioskError(
+                f"kiosk.session_user: no user {name!r} on this machine (create it: useradd --system"
+                f" --no-create-home --shell /usr/sbin/nologin {name})"
+            ) from None
+        if entry.pw_uid == 0:
+            raise KioskError("kiosk.session_user: the session user must not be root (the wipe kills all its processes)")
+        if entry.pw_uid != os.geteuid() and os.geteuid() != 0:
+            raise KioskError(
+                f"kiosk.session_user: running the browser as {entry.pw_name!r} needs the controller to run as root"
+                f' (it runs as uid {os.geteuid()}); use session_user = "" to run it as yourself while developing'
+            )
+        return cls(entry.pw_name, entry.pw_uid, entry.pw_gid)
+
+
+@dataclass
+class WipeResult:
+    ok: bool
+    duration_s: float
+    files_removed: int
+    processes_killed: int = 0
+    pages: int = 0
+    print_jobs: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """What the state model shows as ``last_wipe``."""
+        return {"ok": self.ok, "duration_s": round(self.duration_s, 3), "files_removed": self.files_removed}
+
+
+# --- processes ----------------------------------------------------------------------------------------------
+
+
+def _proc_status(pid: str) -> tuple[set[int], bool, int | None] | None:
+    """(uids, is_zombie, session id) of a process, or None if it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    uids: set[int] = set()
+    zombie = False
+    for line in status.splitlines():
+        if line.startswith("Uid:"):
+            uids = {int(x) for x in line.split()[1:]}
+        elif line.startswith("State:"):
+            zombie = line.split()[1] in ("Z", "X")
+    try:
+        sid = int(stat_line.rsplit(")", 1)[1].split()[3])
+    except (IndexError, ValueError):
+        sid = None
+    return uids, zombie, sid
+
+
+def user_processes(uid: int | None = None, sid: int | None = None) -> list[int]:
+    """Live (non-zombie) pids with any uid equal to ``uid`` or in process session ``sid``.
+
+    A zombie has released its memory and files; whether it is reaped depends on its parent, not on us.
+    """
+    me = os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        info = _proc_status(entry)
+        if info is None:
+            continue
+        uids, zombie, psid = info
+        if zombie:
+            continue
+        if (uid is not None and uid in uids) or (sid is not None and psid == sid):
+            found.append(int(entry))
+    return found
+
+
+async def kill_user_processes(
+    user: SessionUser, *, session_ids: Iterable[int] = (), timeout_s: float = 5.0
+) -> tuple[int, list[int]]:
+    """SIGKILL every process of the session user (or, for one's own user, of the browser's sessions).
+
+    Returns (how many were killed, pids still alive after ``timeout_s``).
+    """
+    sids = [s for s in session_ids if s]
+    if user.is_self:
+
+        def targets() -> list[int]:
+            return sorted({p for s in sids for p in user_processes(sid=s)})
+    else:
+
+        def targets() -> list[int]:
+            return user_processes(uid=user.uid)
+
+        # kill(-1) from a process running as the user reaches all of that user's processes in one kernel walk,
+        # which a fork loop cannot outrun; the /proc sweep below catches anything setuid'd in between.
+        with contextlib.suppress(OSError):
+            proc = await asyncio.create_subprocess_exec(
+                "kill",
+                "-s",
+                "KILL",
+                "--",
+                "-1",
+                user=user.uid,
+                group=user.gid,
+                extra_groups=[],
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+                env={"PATH": "/usr/bin:/bin"},
+            )
+            await proc.wait()
+    killed: set[int] = set()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        alive = await asyncio.to_thread(targets)
+        if not alive:
+            return len(killed), []
+        if time.monotonic() > deadline:
+            return len(killed), alive
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+        await asyncio.sleep(0.02)
+
+
+# --- files --------------------------------------------------------------------------------------------------
+
+
+def _count_tree(path: str) -> int:
+    count = 1
+    for _root, dirs, files in os.walk(path, followlinks=False):
+        count += len(dirs) + len(files)
+    return count
+
+
+def _remove(path: str, st: os.stat_result) -> int:
+    """Remove one entry (a whole tree for a directory); returns how many entries went."""
+    if stat.S_ISDIR(st.st_mode):
+        count = _count_tree(path)
+        shutil.rmtree(path)  # fd-based on Linux: a symlink swapped in cannot redirect it
+        return count
+    os.unlink(path)
+    return 1
+
+
+def owned_entries(root: str, uid: int) -> list[str]:
+    """Entries under ``root`` owned by ``uid``, not descending into them nor into other filesystems."""
+    try:
+        root_dev = os.lstat(root).st_dev
+    except OSError:
+        return []
+    found: list[str] = []
+    stack = [root]
+    while stack:
+        directory = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if st.st_uid == uid:
+                found.append(entry.path)
+            elif stat.S_ISDIR(st.st_mode) and st.st_dev == root_dev:
+                stack.append(entry.path)
+    return found
+
+
+def remove_owned(root: str, uid: int) -> int:
+    removed = 0
+    for path in owned_entries(root, uid):
+        try:
+            removed += _remove(path, os.lstat(path))
+        except FileNotFoundError:
+            continue
+    return removed
+
+
+def clear_directory(directory: str) -> int:
+    """Remove everything inside ``directory`` (the sessions dir: nothing in it outlives a session)."""
+    removed = 0
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(directory):
+            with contextlib.suppress(FileNotFoundError):
+                removed += _remove(entry.path, entry.stat(follow_symlinks=False))
+    return removed
+
+
+def make_home(sessions_dir: str, session_id: str, user: SessionUser) -> Path:
+    """A fresh home for one session, owned by the session user, private (0700)."""
+    base = Path(sessions_dir)
+    base.mkdir(parents=True, exist_ok=True)
+    os.chmod(base, 0o755)
+    home = base / session_id
+    home.mkdir(mode=0o700)
+    for sub in HOME_SUBDIRS:
+        (home / sub).mkdir(mode=0o700)
+    if not user.is_self:
+        for path in [home, *(home / sub for sub in HOME_SUBDIRS)]:
+            os.chown(path, user.uid, user.gid)
+    return home
+
+
+def filesystem_type(path: str) -> str:
+    """The type of the filesystem holding ``path`` (to warn when session homes would land on the SD card)."""
+    best, fstype = "", "unknown"
+    target = os.path.realpath(path)
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/mounts").read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 3:
+                mount = parts[1].replace("\\040", " ")
+                inside = target == mount or target.startswith(mount.rstrip("/") + "/")
+                if inside and len(mount) >= len(best):
+                    best, fstype = mount, parts[2]
+    return fstype
+
+
+# --- the wipe -----------------------------------------------------------------------------------------------
+
+
+class Wiper:
+    """Wipes and verifies; one instance per kiosk, used at every session end and at start-up."""
+
+    def __init__(
+        self,
+        user: SessionUser,
+        sessions_dir: str,
+        *,
+        printing: SessionPrinting | None = None,
+        tmp_dirs: tuple[str, ...] = TMP_DIRS,
+        kill_timeout_s: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
+        self.user = user
+        self.sessions_dir = sessions_dir
+        self.printing = printing
+        self.tmp_dirs = tmp_dirs
+        self.kill_timeout_s = kill_timeout_s
+        self.monotonic = monotonic
+
+    async def wipe(
+        self,
+        *,
+        session_ids: Iterable[int] = (),
+        print_wait_s: float = 0.0,
+        on_phase: Callable[[str], None] | None = None,
+    ) -> WipeResult:
+        started = self.monotonic()
+        problems: list[str] = []
+        phase = on_phase or (lambda _p: None)
+        sids = list(session_ids)
+
+        phase("stopping")
+        killed, alive = await kill_user_processes(self.user, session_ids=sids, timeout_s=self.kill_timeout_s)
+        if alive:
+            problems.append(f"processes of {self.user.name} still running: {', '.join(map(str, alive[:10]))}")
+
+        pages = jobs = 0
+        if self.printing is not None:
+            phase("printing")
+            try:
+                if print_wait_s > 0:
+                    await self.printing.wait_printed(print_wait_s)
+                report = await asyncio.to_thread(self.printing.purge)
+                pages, jobs = report.pages, report.jobs
+            except PrintError as exc:
+                problems.append(f"print jobs not purged: {exc}")
+
+        phase("erasing")
+        files = await asyncio.to_thread(self._remove_files)
+
+        phase("verifying")
+        problems += await asyncio.to_thread(self._verify, sids)
+        result = WipeResult(
+            ok=not problems,
+            duration_s=self.monotonic() - started,
+            files_removed=files,
+            processes_killed=killed,
+            pages=pages,
+            print_jobs=jobs,
+            problems=problems,
+        )
+        if problems:
+            log.error("kiosk wipe NOT verified: %s", "; ".join(problems))
+        return result
+
+    def _remove_files(self) -> int:
+        removed = clear_directory(self.sessions_dir)
+        if not self.user.is_self:
+            for root in self.tmp_dirs:
+                removed += remove_owned(root, self.user.uid)
+        return removed
+
+    def _verify(self, session_ids: list[int]) -> list[str]:
+        """Check from scratch: no process, no file, no print job of the session user left."""
+        problems = []
+        if self.user.is_self:
+            alive = sorted({p for s in session_ids for p in user_processes(sid=s)})
+        else:
+            alive = user_processes(uid=self.user.uid)
+        if alive:
+            problems.append(f"{len(alive)} process(es) of {self.user.name} left (pid {alive[0]})")
+        with contextlib.suppress(FileNotFoundError):
+            left = [e.name for e in os.scandir(self.sessions_dir)]
+            if left:
+                problems.append(f"{self.sessions_dir} not empty: {', '.join(sorted(left)[:5])}")
+        if not self.user.is_self:
+            for root in self.tmp_dirs:
+                owned = owned_entries(root, self.user.uid)
+                if owned:
+                    problems.append(f"{len(owned)} file(s) of {self.user.name} left in {root} ({owned[0]})")
+        if self.printing is not None:
+            try:
+                remaining = self.printing.user_jobs()
+            except PrintError as exc:
+                problems.append(f"print spool not checked: {exc}")
+            else:
+                if remaining:
+                    problems.append(f"{len(remaining)} print job(s) of {self.user.name} left")
+        return problems

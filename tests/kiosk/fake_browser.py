@@ -1,0 +1,53 @@
+#!/usr/bin/python3
+"""A stand-in for Chromium in the fast kiosk tests: answers on the DevTools pipe and leaves traces like a browser.
+
+Run as the session user by the real launch code. It writes into the profile and Downloads, drops files in /tmp and
+/dev/shm, starts a child (a "renderer"), then waits. Options: --exit-after=SECONDS (a crash), --no-answer-exit (dies
+before answering: a browser that cannot start). The end-to-end test uses Debian's Chromium instead.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+args = sys.argv[1:]
+options = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
+if "--no-answer-exit" in args:
+    sys.exit(3)
+profile = options["user-data-dir"]
+home = os.environ["HOME"]
+os.makedirs(profile, exist_ok=True)
+with open(os.path.join(profile, "Cookies"), "w") as f:
+    f.write("SID=visitor-secret")
+with open(os.path.join(home, "Downloads", "attestation.pdf"), "w") as f:
+    f.write("%PDF-1.4 attestation")
+for folder in ("/tmp", "/var/tmp", "/dev/shm"):
+    with open(os.path.join(folder, f".org.chromium.Chromium.{os.getpid()}"), "w") as f:
+        f.write("shared memory of the visitor")
+renderer = subprocess.Popen(["sleep", "600"])
+exit_after = float(options.get("exit-after", "0") or 0)
+started = time.monotonic()
+
+os.set_blocking(3, False)
+buffer = b""
+while True:
+    if exit_after and time.monotonic() - started > exit_after:
+        os._exit(9)
+    try:
+        chunk = os.read(3, 65536)
+    except BlockingIOError:
+        time.sleep(0.02)
+        continue
+    if not chunk:
+        time.sleep(600)
+        break
+    buffer += chunk
+    while b"\0" in buffer:
+        raw, buffer = buffer.split(b"\0", 1)
+        message = json.loads(raw)
+        result = {"product": "FakeBrowser/1.0"} if message["method"] == "Browser.getVersion" else {}
+        if message["method"] == "Target.getTargets":
+            result = {"targetInfos": [{"type": "page", "url": options.get("url", "")}]}
+        os.write(4, json.dumps({"id": message["id"], "result": result}).encode() + b"\0")
