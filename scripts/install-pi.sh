@@ -12,6 +12,8 @@
 #                                              raspi-config's overlay file system for a root that never changes
 #   --root DIR (or ALLERVERS_ROOT=DIR)         install into the tree DIR instead of / (an image, or the tests);
 #                                              host-wide actions (apt, daemon-reload, restarts) are then skipped
+#   --no-kiosk                                 no public terminal: no cage/Chromium units, and the controller
+#                                              keeps its strict sandbox (allervers.service.d/kiosk.conf not installed)
 #   --skip STEP[,STEP]                         skip steps: apt, venv (e.g. a venv already provided)
 set -euo pipefail
 
@@ -19,6 +21,7 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 ROOT=${ALLERVERS_ROOT:-/}
 DRY=0
 RO_ROOT=0
+KIOSK=1
 SKIP=","
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
@@ -29,6 +32,7 @@ while [ $# -gt 0 ]; do
     --root) ROOT=${2:?--root needs a directory}; shift ;;
     --root=*) ROOT=${1#--root=} ;;
     --read-only-root) RO_ROOT=1 ;;
+    --no-kiosk) KIOSK=0 ;;
     --skip) SKIP+="${2:?--skip needs a list}," ; shift ;;
     --skip=*) SKIP+="${1#--skip=}," ;;
     -h|--help) usage; exit 0 ;;
@@ -73,9 +77,10 @@ fi
 # --- 2. groups and users ----------------------------------------------------------------------------------------
 ensure_group gpio             # Raspberry Pi OS has it (udev gives it /dev/gpiochip*); plain Debian does not
 for g in video render input; do ensure_group "$g"; done
+ensure_group allervers-display  # cage's Wayland socket: the launcher and the visitor's browser draw on it
 ensure_user allervers         /var/lib/allervers      "allervers controller"     dialout,gpio
-ensure_user allervers-kiosk   /run/allervers-kiosk    "allervers public screen"  video,render,input
-ensure_user allervers-visitor "$SESSIONS_DIR"         "allervers visitor session" ""
+ensure_user allervers-kiosk   /run/allervers-kiosk    "allervers public screen"  video,render,input,allervers-display
+ensure_user allervers-visitor "$SESSIONS_DIR"         "allervers visitor session" allervers-display
 ensure_user allervers-console /nonexistent            "allervers driver console" allervers
 
 # --- 3. directories ---------------------------------------------------------------------------------------------
@@ -119,10 +124,20 @@ fi
 
 # --- 6. units, journald, udev -----------------------------------------------------------------------------------
 UNITS_CHANGED=0
-for unit in "${UNIT_FILES[@]}"; do
+unit_files=("${UNIT_FILES[@]}")
+[ "$KIOSK" -eq 1 ] || unit_files=("${UNIT_FILES[@]/allervers-kiosk.service/}")
+for unit in "${unit_files[@]}"; do
+  [ -n "$unit" ] || continue
   ensure_file "$SRC/systemd/$unit" "/etc/systemd/system/$unit" 0644
   [ "$LAST" -eq 0 ] || UNITS_CHANGED=1
 done
+if [ "$KIOSK" -eq 1 ]; then
+  ensure_file "$SRC/systemd/allervers.service.d/kiosk.conf" "$KIOSK_DROPIN" 0644
+  [ "$LAST" -eq 0 ] || UNITS_CHANGED=1
+elif [ -e "$(R "$KIOSK_DROPIN")" ]; then
+  act "remove $KIOSK_DROPIN (--no-kiosk: the controller gets its strict sandbox back)" rm -f "$(R "$KIOSK_DROPIN")"
+  UNITS_CHANGED=1
+fi
 if [ "$RO_ROOT" -eq 1 ]; then
   ensure_file "$SRC/systemd/$STATE_MOUNT" "/etc/systemd/system/$STATE_MOUNT" 0644
   [ "$LAST" -eq 0 ] || UNITS_CHANGED=1
@@ -149,6 +164,7 @@ if live_root && systemd_running; then
 fi
 
 enable_units=("${ENABLE_UNITS[@]}")
+[ "$KIOSK" -eq 1 ] || enable_units=(allervers.service "allervers-console@tty2.service")
 [ "$RO_ROOT" -eq 0 ] || enable_units+=("$STATE_MOUNT")
 for unit in "${enable_units[@]}"; do
   if [ "$(sc is-enabled "$unit" 2>/dev/null)" = "enabled" ]; then
@@ -175,7 +191,8 @@ fi
 
 # --- 8. (re)start ---------------------------------------------------------------------------------------------------
 if live_root && systemd_running; then
-  for unit in allervers.service allervers-kiosk.service "allervers-console@tty2.service"; do
+  for unit in allervers.service "allervers-console@tty2.service" "$([ "$KIOSK" -eq 1 ] && echo allervers-kiosk.service)"; do
+    [ -n "$unit" ] || continue
     if [ "$CHANGES" -gt 0 ] && systemctl is-active --quiet "$unit"; then
       act "restart $unit (new version or units)" systemctl restart "$unit"
     elif ! systemctl is-active --quiet "$unit"; then

@@ -51,6 +51,7 @@ done
 for unit in "${UNIT_FILES[@]}" "$STATE_MOUNT"; do
   remove "/etc/systemd/system/$unit"
 done
+remove "$(dirname "$KIOSK_DROPIN")" "$(dirname "$KIOSK_DROPIN") (the controller's kiosk drop-in)"
 remove /etc/systemd/journald.conf.d/allervers.conf
 remove "$UDEV_RULES"
 if live_root && systemd_running && [ "$CHANGES" -gt 0 ]; then
@@ -89,6 +90,7 @@ remove_user() {
   # userdel keeps a user's group when USERGROUPS_ENAB is off: it is ours all the same.
   if group_exists "$1"; then with_root groupdel "$1"; fi
 }
+if group_exists allervers-display; then act "remove group allervers-display" with_root groupdel allervers-display; fi
 for user in "${USERS[@]}"; do
   if user_exists "$user"; then
     act "remove user $user (and its group)" remove_user "$user"

@@ -16,8 +16,8 @@ UNINSTALL = REPO / "scripts" / "uninstall-pi.sh"
 UNITS = ["allervers.service", "allervers-kiosk.service", "allervers-console@.service", "srv-allervers-sessions.mount"]
 USERS = {
     "allervers": {"dialout", "gpio"},
-    "allervers-kiosk": {"video", "render", "input"},
-    "allervers-visitor": set(),
+    "allervers-kiosk": {"video", "render", "input", "allervers-display"},
+    "allervers-visitor": {"allervers-display"},
     "allervers-console": {"allervers"},
 }
 
@@ -139,6 +139,9 @@ def test_install_for_real_then_a_second_run_changes_nothing(fresh_pi: Path) -> N
     assert os.readlink(wants / "allervers-console@tty2.service") == "/etc/systemd/system/allervers-console@.service"
     assert (fresh_pi / "etc/systemd/system/local-fs.target.wants/srv-allervers-sessions.mount").is_symlink()
     assert (fresh_pi / "etc/systemd/journald.conf.d/allervers.conf").exists()
+    dropin = fresh_pi / "etc/systemd/system/allervers.service.d/kiosk.conf"
+    assert dropin.read_text() == (REPO / "systemd/allervers.service.d/kiosk.conf").read_text()
+    assert "allervers-visitor" not in grp["allervers-kiosk"][3]  # the visitor never reaches the kiosk socket
     assert (fresh_pi / "etc/udev/rules.d/78-allervers.rules").exists()
 
     after_first = snapshot(fresh_pi)
@@ -173,6 +176,22 @@ def test_an_upgrade_changes_only_what_differs(fresh_pi: Path) -> None:
         "update /etc/systemd/system/allervers.service",
     ]
     assert unit.read_text() == (REPO / "systemd/allervers.service").read_text()
+
+
+def test_without_a_public_terminal_the_controller_keeps_its_strict_sandbox(fresh_pi: Path) -> None:
+    run(INSTALL, fresh_pi, "--skip", "venv")
+    out = run(INSTALL, fresh_pi, "--skip", "venv", "--no-kiosk").stdout
+    assert any(a.startswith("remove /etc/systemd/system/allervers.service.d/kiosk.conf") for a in actions(out, "doing"))
+    assert not (fresh_pi / "etc/systemd/system/allervers.service.d/kiosk.conf").exists()
+    again = run(INSTALL, fresh_pi, "--skip", "venv", "--no-kiosk").stdout
+    assert actions(again, "doing") == []
+    fresh = fresh_pi.parent / "fresh2"
+    shutil.copytree(fresh_pi / "etc", fresh / "etc", ignore=shutil.ignore_patterns("systemd", "allervers", "udev"))
+    (fresh / "usr/sbin").mkdir(parents=True)
+    shutil.copy("/usr/sbin/nologin", fresh / "usr/sbin/nologin")
+    out = run(INSTALL, fresh, "--skip", "venv", "--no-kiosk").stdout
+    assert "install /etc/systemd/system/allervers-kiosk.service" not in actions(out, "doing")
+    assert "enable allervers-kiosk.service" not in actions(out, "doing")
 
 
 def test_a_removed_group_membership_is_restored(fresh_pi: Path) -> None:

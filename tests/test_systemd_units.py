@@ -165,7 +165,12 @@ def test_public_screen_runs_cage_and_the_launcher_as_the_kiosk_user() -> None:
     unit = parse_unit(UNITS / "allervers-kiosk.service")
     assert one(unit, "Service", "User") == "allervers-kiosk"
     cmd = shlex.split(one(unit, "Service", "ExecStart"))
-    assert cmd[0] == "/usr/bin/cage" and "-s" not in cmd[: cmd.index("--")]  # no VT switching for visitors
+    cage = cmd[cmd.index("/usr/bin/cage") :]
+    assert "-s" not in cage[: cage.index("--")]  # no VT switching for visitors
+    # cage's Wayland socket lands where the browser (group allervers-display) can reach it.
+    assert cmd[:2] == ["/usr/bin/env", f"XDG_RUNTIME_DIR=/run/{one(unit, 'Service', 'RuntimeDirectory')}"]
+    assert one(unit, "Service", "Group") == "allervers-display"
+    assert one(unit, "Service", "SupplementaryGroups") == "allervers-kiosk"
     launcher = cmd[cmd.index("/opt/allervers/venv/bin/allervers") :]
     assert launcher[:2] == ["/opt/allervers/venv/bin/allervers", "kiosk"]
     assert launcher[launcher.index("-c") + 1] == config_mod.DEFAULT_CONFIG_PATH
@@ -173,9 +178,8 @@ def test_public_screen_runs_cage_and_the_launcher_as_the_kiosk_user() -> None:
     assert one(unit, "Service", "Restart") == "always"
     assert "srv-allervers-sessions.mount" in one(unit, "Unit", "Requires")
     assert "getty@tty1.service" in one(unit, "Unit", "Conflicts")
-    assert set(one(unit, "Service", "AmbientCapabilities").split()) == set(
-        one(unit, "Service", "CapabilityBoundingSet").split()
-    )
+    assert one(unit, "Service", "CapabilityBoundingSet") == ""  # the browser and the wipe are the controller's
+    assert one(unit, "Service", "NoNewPrivileges") == "yes"
 
 
 def test_visitor_sessions_live_in_a_bounded_tmpfs() -> None:
@@ -188,8 +192,32 @@ def test_visitor_sessions_live_in_a_bounded_tmpfs() -> None:
     options = one(unit, "Mount", "Options").split(",")
     assert {"nodev", "nosuid", "noexec"} <= set(options)
     assert any(o.startswith("size=") for o in options)
-    kiosk = parse_unit(UNITS / "allervers-kiosk.service")
-    assert where in values(kiosk, "Service", "ReadWritePaths")
+    dropin = parse_unit(UNITS / "allervers.service.d" / "kiosk.conf")
+    assert f"-{where}" in values(dropin, "Service", "ReadWritePaths")
+
+
+def test_kiosk_drop_in_gives_the_controller_only_what_the_session_manager_needs() -> None:
+    dropin = parse_unit(UNITS / "allervers.service.d" / "kiosk.conf")
+    caps = set(one(dropin, "Service", "CapabilityBoundingSet").split())
+    assert caps == {"CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_CHOWN", "CAP_FOWNER", "CAP_DAC_OVERRIDE"}
+    assert one(dropin, "Service", "PrivateTmp") == "no"  # the wipe must see the visitor's files in /tmp
+    assert "/etc/chromium/policies/managed" in values(dropin, "Service", "ReadWritePaths")
+    # Its exposure is checked with the unit it extends.
+    result = run_check(str(UNITS / "allervers.service"))
+    assert result.returncode == 0, result.stdout
+    assert re.search(r"allervers\.service \(with allervers\.service\.d/kiosk\.conf\): exposure [0-9.]+", result.stdout)
+
+
+def test_a_weakening_drop_in_fails_its_threshold(tmp_path: Path) -> None:
+    unit = tmp_path / "allervers.service"
+    unit.write_text((UNITS / "allervers.service").read_text())
+    (tmp_path / "allervers.service.d").mkdir()
+    (tmp_path / "allervers.service.d" / "loose.conf").write_text(
+        "# exposure-threshold: 30\n[Service]\nCapabilityBoundingSet=~\nProtectSystem=no\nSystemCallFilter=\n"
+    )
+    result = run_check(str(unit))
+    assert result.returncode == 1
+    assert "(with allervers.service.d/loose.conf): exposure" in result.stdout and "is above 3.0" in result.stdout
 
 
 def test_state_partition_mount_is_named_after_the_state_directory() -> None:
