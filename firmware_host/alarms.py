@@ -144,9 +144,7 @@ class AlarmManager:
 
     def as_list(self) -> list[dict[str, Any]]:
         order = {s: i for i, s in enumerate(SEVERITIES)}
-        return [
-            a.as_dict() for a in sorted(self.active.values(), key=lambda a: (-order[a.severity], a.since))
-        ]
+        return [a.as_dict() for a in sorted(self.active.values(), key=lambda a: (-order[a.severity], a.since))]
 
 
 # --- the built-in rules -----------------------------------------------------------------------------------
@@ -168,9 +166,7 @@ def inverter_alarm_rules(names: tuple[str, ...]) -> list[AlarmRule]:
                     return f"inverter reports {name.replace('_', ' ')}: {severity}"
                 return None
 
-            rules.append(
-                AlarmRule(f"inverter.{name}" + ("" if severity == "alarm" else ".warning"), severity, cond)
-            )
+            rules.append(AlarmRule(f"inverter.{name}" + ("" if severity == "alarm" else ".warning"), severity, cond))
     return rules
 
 
@@ -181,7 +177,8 @@ def core_rules(
     pin: bool,
     low_soc: float,
     disagree_after_s: float,
-    stale_components: list[tuple[str, str]],
+    devices: list[str],
+    device_error: Callable[[str], str | None],
 ) -> list[AlarmRule]:
     rules: list[AlarmRule] = []
     if inverter:
@@ -212,17 +209,13 @@ def core_rules(
             AlarmRule("power.low_soc", "warning", low_soc_rule),
         ]
 
-    for device_id, component in stale_components:
+    for device in devices:
 
-        def stale(s: StateModel, component: str = component, device_id: str = device_id) -> str | None:
-            comp = s.components[component]
-            if comp.stale and comp.ts is not None:  # it answered once, then stopped
-                return f"{device_id} not answering: {comp.stale_reason}"
-            if comp.stale and comp.stale_reason and comp.stale_reason != "no reading yet":
-                return f"{device_id} not answering: {comp.stale_reason}"
-            return None
+        def stale(_s: StateModel, device: str = device) -> str | None:
+            error = device_error(device)
+            return f"{device} not answering: {error}" if error else None
 
-        rules.append(AlarmRule(f"{device_id}.stale", "warning", stale))
+        rules.append(AlarmRule(f"{device}.stale", "warning", stale))
 
     if sum((inverter, meter, pin)) >= 2:
 

@@ -165,6 +165,7 @@ class Controller:
         self.io: VehicleIO | None = None
         self.pollers: dict[str, DevicePoller] = {}
         self.devices: dict[str, PolledDevice] = {}
+        self.device_errors: dict[str, str] = {}  # device name -> why its last poll failed
         self.servers: list[SocketServer] = []
         self.simulation: Any = None
         self.tasks: list[asyncio.Task] = []
@@ -200,7 +201,8 @@ class Controller:
                 pin=cfg.shore_power.presence_pin is not None,
                 low_soc=cfg.alarms.low_soc,
                 disagree_after_s=cfg.alarms.disagree_after_s,
-                stale_components=self._stale_components(),
+                devices=self._polled_device_names(),
+                device_error=self.device_errors.get,
             )
         )
         self.alarms.on_change.append(self._alarms_changed)
@@ -245,15 +247,10 @@ class Controller:
             simulated=bool(cfg.simulation.embedded),
         )
 
-    def _stale_components(self) -> list[tuple[str, str]]:
-        out = []
-        if self.config.inverter is not None:
-            out.append(("inverter", "power"))
-        if self.config.modem is not None:
-            out.append(("modem", "modem"))
-        if self.config.shore_power.meter is not None:
-            out.append(("shore_meter", "shore"))
-        return out
+    def _polled_device_names(self) -> list[str]:
+        cfg = self.config
+        present = (("inverter", cfg.inverter), ("shore_meter", cfg.shore_power.meter), ("modem", cfg.modem))
+        return [name for name, section in present if section is not None]
 
     def _start_gpio(self, loop: asyncio.AbstractEventLoop) -> None:
         g = self.config.gpio
@@ -322,7 +319,9 @@ class Controller:
         self.devices[name] = device
         sampled = SAMPLED.get(component, ())
 
-        def on_reading(values: dict[str, Any], component: str = component) -> None:
+        def on_reading(values: dict[str, Any], component: str = component, name: str = name) -> None:
+            if self.device_errors.pop(name, None) is not None and self.store is not None:
+                self.store.append_event("device.fresh", device=name)
             # Every reading feeds the minute aggregates (memory only), changed or not.
             if self.store is not None:
                 for key in sampled:
@@ -331,6 +330,11 @@ class Controller:
             on_values(values)
 
         def on_stale(reason: str, component: str = component, name: str = name) -> None:
+            # Tracked per device, not per component: the shore component stays fresh on its other sources
+            # while its meter is silent, and that silence is still an alarm.
+            if name not in self.device_errors and self.store is not None:
+                self.store.append_event("device.stale", device=name, reason=reason)
+            self.device_errors[name] = reason
             if name == "shore_meter":
                 self._meter_values = {}
                 self._update_shore(stale_reason=reason)
@@ -339,6 +343,8 @@ class Controller:
                 self._update_shore()
             else:
                 self.state.mark_stale(component, reason)
+            if self.alarms is not None:
+                self.alarms.evaluate()
 
         self.pollers[name] = DevicePoller(device, component, poll_s, on_reading, on_stale)
 
@@ -419,16 +425,6 @@ class Controller:
             etype = TRANSITIONS.get((component, key))
             if etype is not None and not (value is None and full.get("stale")):
                 store.append_event(etype, value=value)
-        if (
-            "stale" in changed
-            and component in ("power", "shore", "modem")
-            and changed.get("stale_reason") != "not configured"
-        ):
-            store.append_event(
-                "device.stale" if changed["stale"] else "device.fresh",
-                component=component,
-                reason=changed.get("stale_reason"),
-            )
         if component != "controller" and self.alarms is not None:
             self.alarms.evaluate()
             self._arm_alarm_timer()

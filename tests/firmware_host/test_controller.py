@@ -74,8 +74,14 @@ async def test_exception_reply_names_device_and_register(bus: Any) -> None:
     poller = bus.pollers["shore_meter"]
     await wait_until(lambda: poller.last_error and "exception 4" in poller.last_error, message="exception")
     assert "shore_meter" in poller.last_error and "unit 1" in poller.last_error
+    # The shore component stays fresh on its pin and inverter, but the silent meter is still an alarm and an event.
+    await wait_until(lambda: "shore_meter.stale" in bus.alarms.active, message="meter stale alarm")
+    assert not stale(bus, "shore")
+    events = await bus.store.events_after(0, 1000)
+    assert any(e["type"] == "device.stale" and e["device"] == "shore_meter" for e in events)
     await sim_set(bus, **{"meter.fault": None})
     await wait_until(lambda: bus.state.value("shore", "sources")["meter"] is True, timeout=10, message="meter back")
+    await wait_until(lambda: "shore_meter.stale" not in bus.alarms.active, message="meter alarm cleared")
 
 
 async def test_modem_unplug_and_replug_recovers_within_15_s(bus: Any) -> None:
@@ -293,19 +299,36 @@ def test_standalone_simulators_serve_a_separate_controller(tmp_path: Path) -> No
         assert sim.stdout is not None
         lines = [sim.stdout.readline() for _ in range(4)]
         assert any("Victron GX Modbus-TCP" in line for line in lines), lines
-        ctl = subprocess.Popen([*cli, "run", "-c", str(cfg)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+        ctl_log = tmp_path / "controller.log"
+        ctl = subprocess.Popen(
+            [*cli, "run", "-c", str(cfg)], cwd=ROOT, env=env, stdout=ctl_log.open("w"), stderr=subprocess.STDOUT
+        )
 
         def status() -> subprocess.CompletedProcess:
-            return subprocess.run([*cli, "status", "--json", "-c", str(cfg)], cwd=ROOT, env=env,
-                                  capture_output=True, text=True, timeout=30)
+            return subprocess.run(
+                [*cli, "status", "--json", "-c", str(cfg)],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
 
-        snap = json.loads(_retry(status, lambda r: r.returncode == 0 and all(
-            not json.loads(r.stdout)[c]["stale"] for c in ("power", "shore", "modem"))).stdout)
+        def complete(r: subprocess.CompletedProcess) -> bool:
+            assert ctl.poll() is None, f"controller exited: {ctl_log.read_text()}"
+            return r.returncode == 0 and all(not json.loads(r.stdout)[c]["stale"] for c in ("power", "shore", "modem"))
+
+        snap = json.loads(_retry(status, complete).stdout)
         assert snap["shore"]["sources"]["meter"] is True
         sim_sock = str(Path(raw["api"]["control_socket"]).with_name("sim.sock"))
-        out = subprocess.run([*cli, "sim-set", "-c", str(cfg), "inverter.fault=silent"], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            [*cli, "sim-set", "-c", str(cfg), "inverter.fault=silent"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert out.returncode != 0 and "not running in this controller" in out.stderr
         asyncio.run(call_once(sim_sock, "sim.set", {"inverter.fault": "silent"}))
         _retry(status, lambda r: r.returncode == 0 and json.loads(r.stdout)["power"]["stale"])
