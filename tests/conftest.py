@@ -100,7 +100,21 @@ async def run_controller() -> AsyncIterator[Callable[..., Any]]:
 
     yield start
     for controller in reversed(started):
-        await controller.stop()
+        try:
+            await asyncio.wait_for(controller.stop(), 30)
+        except TimeoutError:
+            _dump_stacks()
+            raise AssertionError("controller.stop() took more than 30 s (stacks above)") from None
+
+
+def _dump_stacks() -> None:
+    """Print every task's and thread's stack, so a hang at shutdown says where it is."""
+    import faulthandler
+    import sys
+
+    for task in asyncio.all_tasks():
+        task.print_stack(file=sys.stderr)
+    faulthandler.dump_traceback(all_threads=True)
 
 
 def sim_sections(
