@@ -348,6 +348,51 @@ def check_serial(cfg: config_mod.Config) -> list[Check]:
     return checks
 
 
+def filesystem_type(path: str, mounts: str = "/proc/self/mounts") -> str | None:
+    """The type of the file system holding ``path`` (the longest mount point that is a prefix of it)."""
+    target = os.path.realpath(path)
+    best, kind = "", None
+    for line in Path(mounts).read_text().splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        if (target == point or target.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
+def check_kiosk(cfg: config_mod.Config) -> list[Check]:
+    """The public terminal's promise: nothing of a visitor reaches the SD card, and the session user exists."""
+    kiosk = getattr(cfg, "kiosk", None)
+    if kiosk is None or not kiosk.enabled:
+        return [Check("public terminal", INFO, "not enabled")]
+    checks = []
+    kind = filesystem_type(kiosk.sessions_dir)
+    if kind in ("tmpfs", "ramfs"):
+        checks.append(Check("visitor sessions", OK, f"{kiosk.sessions_dir} is in RAM ({kind})"))
+    else:
+        checks.append(
+            Check(
+                "visitor sessions",
+                WARN,
+                f"{kiosk.sessions_dir} is on {kind or 'an unknown file system'}: visitors' files reach the SD card",
+                'set [kiosk] sessions_dir = "/srv/allervers/sessions" (the tmpfs srv-allervers-sessions.mount)',
+            )
+        )
+    if kiosk.session_user:
+        import pwd
+
+        try:
+            pwd.getpwnam(kiosk.session_user)
+            checks.append(Check("session user", OK, kiosk.session_user))
+        except KeyError:
+            checks.append(
+                Check("session user", FAIL, f"{kiosk.session_user} does not exist", "sudo scripts/install-pi.sh")
+            )
+    return checks
+
+
 # --- running them all -----------------------------------------------------------------------------------------
 
 
@@ -358,6 +403,7 @@ async def run_checks(options: Options) -> list[Check]:
     snap, controller_checks = await check_controller(cfg, options.connect_timeout_s)
     checks += controller_checks
     checks += check_serial(cfg)
+    checks += check_kiosk(cfg)
     checks += check_units(options.units)
     checks.append(check_disk(cfg.storage.path))
     checks.append(await check_writes(cfg.storage.path, options.sample_s))

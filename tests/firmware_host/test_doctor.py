@@ -195,6 +195,22 @@ async def test_write_rate_from_the_block_layer(tmp_path: Path) -> None:
     assert busy.status == WARN and "iotop" in busy.fix
 
 
+def test_visitor_sessions_must_be_in_ram(tmp_path: Path) -> None:
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "/dev/mmcblk0p2 / ext4 rw,noatime 0 0\n"
+        "tmpfs /run tmpfs rw,nosuid,nodev 0 0\n"
+        "tmpfs /srv/allervers/sessions tmpfs rw,nodev,nosuid,noexec 0 0\n"
+    )
+    assert doctor.filesystem_type("/srv/allervers/sessions/abc", str(mounts)) == "tmpfs"
+    assert doctor.filesystem_type("/srv/allervers", str(mounts)) == "ext4"
+    assert doctor.filesystem_type("/run/allervers/kiosk", str(mounts)) == "tmpfs"
+    # And on this machine, for real: /dev/shm is a tmpfs, a pytest folder is not RAM-only in general.
+    assert doctor.filesystem_type("/dev/shm") == "tmpfs"
+    cfg = config_mod.load(write_config(tmp_path))
+    assert [c.status for c in doctor.check_kiosk(cfg)] == [INFO]
+
+
 def test_clock() -> None:
     assert doctor.check_clock("/nonexistent/synchronized").status == WARN
 
