@@ -1,0 +1,133 @@
+// The session bar, on every page of the public terminal: which service, time left, "Terminer et tout effacer",
+// the 5- and 1-minute warnings and "Êtes-vous toujours là ?". It lives in a closed shadow root so the site's styles
+// and scripts cannot reach it; the host element carries data-state / data-left for the end-to-end test.
+"use strict";
+
+(() => {
+  if (window.top !== window || document.getElementById("allervers-bar")) {
+    return;
+  }
+  const TEXT = {
+    fr: {
+      left: (m) => (m <= 1 ? "Moins d'une minute" : `Temps restant : ${m} min`),
+      end: "Terminer et tout effacer",
+      confirm: "Terminer et effacer tout ce que vous avez fait sur cet ordinateur ?",
+      yes: "Oui, tout effacer",
+      no: "Non, continuer",
+      warn5: "Il reste 5 minutes. Pensez à imprimer ou enregistrer vos documents.",
+      warn1: "Il reste 1 minute. Tout sera effacé ensuite.",
+      idle: "Êtes-vous toujours là ?",
+      idleLeft: (s) => `Sans réponse, tout sera effacé dans ${s} secondes.`,
+      stay: "Oui, je continue",
+      ending: "Effacement en cours…",
+    },
+    en: {
+      left: (m) => (m <= 1 ? "Less than a minute" : `Time left: ${m} min`),
+      end: "Finish and erase everything",
+      confirm: "Finish and erase everything you did on this computer?",
+      yes: "Yes, erase everything",
+      no: "No, carry on",
+      warn5: "5 minutes left. Remember to print or save your documents.",
+      warn1: "1 minute left. Everything will then be erased.",
+      idle: "Are you still there?",
+      idleLeft: (s) => `Without an answer, everything will be erased in ${s} seconds.`,
+      stay: "Yes, I am here",
+      ending: "Erasing…",
+    },
+  };
+  const CSS = `
+    :host { all: initial; }
+    .bar { position: fixed; left: 0; right: 0; bottom: 0; z-index: 2147483647; display: flex; gap: 16px;
+      align-items: center; padding: 10px 16px; background: #000; color: #fff; border-top: 4px solid #ffd400;
+      font: bold 22px/1.3 system-ui, sans-serif; }
+    .bar.warn5 { border-top-color: #ff9f00; } .bar.warn1 { background: #8b0000; border-top-color: #fff; }
+    .service { flex: 0 1 auto; } .left { flex: 1 1 auto; } .msg { flex: 2 1 auto; font-weight: normal; }
+    button { font: bold 22px system-ui, sans-serif; padding: 12px 20px; min-height: 56px; border-radius: 8px;
+      border: 3px solid #fff; background: #ffd400; color: #000; cursor: pointer; }
+    button.secondary { background: #fff; }
+    button:focus-visible { outline: 4px solid #00a2ff; outline-offset: 2px; }
+    .overlay { position: fixed; inset: 0; z-index: 2147483647; background: rgba(0,0,0,.85); display: flex;
+      align-items: center; justify-content: center; }
+    .box { background: #fff; color: #000; padding: 32px; max-width: 720px; border-radius: 12px;
+      font: 26px/1.4 system-ui, sans-serif; display: flex; flex-direction: column; gap: 20px; }
+    .box strong { font-size: 32px; } [hidden] { display: none !important; }`;
+
+  const host = document.createElement("div");
+  host.id = "allervers-bar";
+  const root = host.attachShadow({ mode: "closed" });
+  root.innerHTML = `<style>${CSS}</style>
+    <div class="bar" role="region" aria-label="Session">
+      <span class="service"></span><span class="left" aria-live="polite"></span><span class="msg"></span>
+      <button class="end"></button>
+    </div>
+    <div class="overlay confirm" hidden role="dialog" aria-modal="true"><div class="box">
+      <strong class="confirm-text"></strong><button class="yes"></button><button class="no secondary"></button>
+    </div></div>
+    <div class="overlay idle" hidden role="alertdialog" aria-modal="true"><div class="box">
+      <strong class="idle-text"></strong><span class="idle-left"></span><button class="stay"></button>
+    </div></div>`;
+  const $ = (selector) => root.querySelector(selector);
+  const port = chrome.runtime.connect({ name: "bar" });
+  let status = { active: false };
+  let lastActivity = 0;
+
+  function text() {
+    return TEXT[status.lang] || TEXT.fr;
+  }
+
+  function render() {
+    const t = text();
+    const left = Math.ceil((status.time_left_s || 0) / 60);
+    const state = status.ending ? "ending" : status.idle_prompt ? "idle" : status.warning ? `warn${status.warning[0]}` : "session";
+    host.dataset.state = status.active ? state : "inactive";
+    host.dataset.left = String(status.time_left_s ?? "");
+    host.hidden = !status.active;
+    $(".bar").className = `bar ${state}`;
+    $(".service").textContent = (status.lang === "en" && status.label_en) || status.label || "";
+    $(".left").textContent = status.ending ? t.ending : t.left(left);
+    $(".msg").textContent = state === "warn5" ? t.warn5 : state === "warn1" ? t.warn1 : "";
+    $(".end").textContent = t.end;
+    $(".confirm-text").textContent = t.confirm;
+    $(".yes").textContent = t.yes;
+    $(".no").textContent = t.no;
+    $(".idle-text").textContent = t.idle;
+    $(".idle-left").textContent = t.idleLeft(status.idle_left_s ?? 60);
+    $(".stay").textContent = t.stay;
+    $(".idle").hidden = !(status.active && status.idle_prompt);
+  }
+
+  function activity() {
+    const now = Date.now();
+    if (status.active && now - lastActivity > 10000) {
+      lastActivity = now;
+      port.postMessage({ cmd: "activity" });
+    }
+  }
+
+  $(".end").addEventListener("click", () => {
+    $(".confirm").hidden = false;
+    $(".no").focus();
+  });
+  $(".no").addEventListener("click", () => {
+    $(".confirm").hidden = true;
+  });
+  $(".yes").addEventListener("click", () => {
+    $(".confirm").hidden = true;
+    port.postMessage({ cmd: "end" });
+  });
+  $(".stay").addEventListener("click", () => {
+    lastActivity = Date.now();
+    port.postMessage({ cmd: "activity" });
+  });
+  for (const type of ["keydown", "pointerdown", "wheel", "touchstart"]) {
+    window.addEventListener(type, activity, { capture: true, passive: true });
+  }
+  port.onMessage.addListener((message) => {
+    if (message.type === "status") {
+      status = message;
+      render();
+    }
+  });
+  render();
+  (document.documentElement || document).appendChild(host);
+})();

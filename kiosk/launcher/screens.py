@@ -1,0 +1,352 @@
+"""The launcher's screens: welcome, services, opening, session, end (wipe, done, satisfaction), closed, offline."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, LoadingIndicator
+
+from .i18n import TEXTS
+from .messages import (
+    BackToWelcome,
+    EndConfirmed,
+    FeedbackGiven,
+    LanguageToggled,
+    ServiceChosen,
+    StartTouched,
+    StillHere,
+)
+from .widgets import BigButton, Faces, Notice, ServiceTile, Title
+
+if TYPE_CHECKING:
+    from .app import KioskApp
+
+ARROWS = [
+    Binding("down", "app.focus_next", show=False),
+    Binding("up", "app.focus_previous", show=False),
+]
+
+
+class KioskScreen(Screen[None]):
+    """Every screen: arrow keys move between the big buttons, as Tab does."""
+
+    BINDINGS = ARROWS
+
+    @property
+    def kiosk(self) -> KioskApp:
+        return self.app  # type: ignore[return-value]
+
+    def t(self, key: str, **values: Any) -> str:
+        return self.kiosk.texts(key, **values)
+
+
+class WelcomeScreen(KioskScreen):
+    BINDINGS = [*ARROWS, Binding("space", "start", show=False)]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="welcome"):
+            yield Title(self.t("welcome.title"), id="welcome-title")
+            yield Notice(self.kiosk.vehicle_name, id="vehicle")
+            yield BigButton(self.t("welcome.touch"), id="touch", variant="primary")
+            yield Notice(self.t("welcome.promise"), id="promise")
+            yield BigButton(self.t("lang.switch"), id="language", classes="secondary")
+
+    def on_mount(self) -> None:
+        self.query_one("#touch").focus()
+
+    def action_start(self) -> None:
+        self.post_message(StartTouched())
+
+    @on(Button.Pressed, "#touch")
+    def _touched(self) -> None:
+        self.post_message(StartTouched())
+
+    @on(Button.Pressed, "#language")
+    def _language(self) -> None:
+        self.post_message(LanguageToggled())
+
+
+class ServicesScreen(KioskScreen):
+    BINDINGS = [*ARROWS, Binding("escape", "back", show=False)]
+
+    def __init__(self, services: list[dict[str, Any]]):
+        super().__init__()
+        self.services = services
+
+    def compose(self) -> ComposeResult:
+        yield Title(self.t("services.title"), id="services-title")
+        yield Notice(self.t("services.help"))
+        with VerticalScroll(id="tiles"):
+            for service in self.services:
+                yield ServiceTile(
+                    service,
+                    self.kiosk.texts.label(service),
+                    self.kiosk.texts.label(service, "hint"),
+                    usable=service.get("usable", True),
+                )
+        yield BigButton(self.t("back"), id="back", classes="secondary")
+
+    def on_mount(self) -> None:
+        tiles = [t for t in self.query(ServiceTile) if not t.disabled]
+        if tiles:
+            tiles[0].focus()
+
+    def action_back(self) -> None:
+        self.post_message(BackToWelcome())
+
+    @on(Button.Pressed, "ServiceTile")
+    def _chosen(self, event: Button.Pressed) -> None:
+        assert isinstance(event.button, ServiceTile)
+        self.post_message(ServiceChosen(event.button.service_id))
+
+    @on(Button.Pressed, "#back")
+    def _back(self) -> None:
+        self.post_message(BackToWelcome())
+
+
+class OfflineScreen(ServicesScreen):
+    """Shown instead of a browser error page: the link is down; services that need no link stay usable."""
+
+    def compose(self) -> ComposeResult:
+        usable = [s for s in self.services if not s.get("needs_link", True)]
+        yield Title(self.t("offline.title"), id="offline-title")
+        yield Notice(self.t("offline.some") if usable else self.t("offline.none"), id="offline-help")
+        with VerticalScroll(id="tiles"):
+            for service in usable:
+                yield ServiceTile(service, self.kiosk.texts.label(service), self.kiosk.texts.label(service, "hint"))
+        yield BigButton(self.t("back"), id="back", classes="secondary")
+
+    def on_mount(self) -> None:
+        tiles = list(self.query(ServiceTile))
+        (tiles[0] if tiles else self.query_one("#back")).focus()
+
+
+class OpeningScreen(KioskScreen):
+    """While the browser starts (a second or two): something visibly happens."""
+
+    def __init__(self, label: str):
+        super().__init__()
+        self.label = label
+
+    def compose(self) -> ComposeResult:
+        yield Title(self.t("opening", service=self.label), id="opening-title")
+        yield Notice(self.t("opening.wait"), id="opening-help")
+        yield LoadingIndicator()
+        yield BigButton(self.t("back"), id="back", classes="secondary hidden")
+
+    def failed(self) -> None:
+        self.query_one("#opening-help", Notice).update(self.t("opening.failed"))
+        self.query_one(LoadingIndicator).display = False
+        back = self.query_one("#back", BigButton)
+        back.remove_class("hidden")
+        back.focus()
+
+    @on(Button.Pressed, "#back")
+    def _back(self) -> None:
+        self.post_message(BackToWelcome())
+
+
+class SessionScreen(KioskScreen):
+    """Which service, time left, and "Terminer et tout effacer" always in reach (on the Pi the browser is in
+    front; its session bar carries the same information and the same button)."""
+
+    def compose(self) -> ComposeResult:
+        yield Title("", id="session-service")
+        yield Title("", id="time-left")
+        yield Notice("", id="warning")
+        yield BigButton(self.t("session.end"), id="end", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#end").focus()
+        if self.kiosk.status and self.kiosk.status.get("session"):
+            self.show(self.kiosk.status["session"])
+
+    def show(self, session: dict[str, Any]) -> None:
+        label = self.kiosk.texts.label(session)
+        self.query_one("#session-service", Title).update(self.t("session.on", service=label))
+        minutes = -(-int(session.get("time_left_s") or 0) // 60)
+        left = self.t("session.left_short") if minutes <= 1 else self.t("session.left", minutes=minutes)
+        self.query_one("#time-left", Title).update(left)
+        warning = session.get("warning")
+        notice = self.query_one("#warning", Notice)
+        notice.update(self.t(f"session.{'warn5' if warning == '5min' else 'warn1'}") if warning else "")
+        notice.set_class(bool(warning), "-warning")
+        notice.set_class(warning == "1min", "-urgent")
+
+    @on(Button.Pressed, "#end")
+    def _end(self) -> None:
+        self.app.push_screen(ConfirmEndScreen(), self._confirmed)
+
+    def _confirmed(self, yes: bool | None) -> None:
+        if yes:
+            self.post_message(EndConfirmed())
+
+
+class ConfirmEndScreen(ModalScreen[bool]):
+    """A wrong tap must not erase someone's work: ending asks once, "Non" is the default."""
+
+    BINDINGS = [*ARROWS, Binding("escape", "dismiss(False)", show=False)]
+
+    def compose(self) -> ComposeResult:
+        app: KioskApp = self.app  # type: ignore[assignment]
+        with Vertical(id="dialog"):
+            yield Title(app.texts("confirm.question"), id="confirm-question")
+            yield BigButton(app.texts("confirm.no"), id="no", variant="primary")
+            yield BigButton(app.texts("confirm.yes"), id="yes", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#no").focus()
+
+    @on(Button.Pressed, "#yes")
+    def _yes(self) -> None:
+        self.dismiss(True)
+
+    @on(Button.Pressed, "#no")
+    def _no(self) -> None:
+        self.dismiss(False)
+
+
+class IdleScreen(ModalScreen[None]):
+    """ "Êtes-vous toujours là ?" with the seconds left; any answer keeps the session."""
+
+    BINDINGS = ARROWS
+
+    def compose(self) -> ComposeResult:
+        app: KioskApp = self.app  # type: ignore[assignment]
+        with Vertical(id="dialog"):
+            yield Title(app.texts("idle.question"), id="idle-question")
+            yield Notice("", id="idle-left")
+            yield BigButton(app.texts("idle.stay"), id="stay", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#stay").focus()
+
+    def show(self, seconds: int) -> None:
+        app: KioskApp = self.app  # type: ignore[assignment]
+        self.query_one("#idle-left", Notice).update(app.texts("idle.left", seconds=seconds))
+
+    @on(Button.Pressed, "#stay")
+    def _stay(self) -> None:
+        self.post_message(StillHere())
+
+
+class EndScreen(KioskScreen):
+    """Wipe progress, then "Vos données ont été effacées", the optional three faces, then back to welcome."""
+
+    def __init__(self, reason: str | None = None):
+        super().__init__()
+        self.reason = reason
+        self.phase: str | None = None
+        self.result: dict[str, Any] | None = None
+        self.ask_feedback = False
+
+    def compose(self) -> ComposeResult:
+        yield Title(self.t("end.wiping"), id="end-title")
+        yield Notice("", id="end-reason")
+        yield Notice("", id="end-phase")
+        yield LoadingIndicator(id="end-progress")
+        yield Notice("", id="end-pages")
+        yield Title("", id="feedback-question")
+        yield Faces({r: self.t(f"feedback.{r}") for r in ("good", "neutral", "bad")})
+        yield BigButton(self.t("feedback.skip"), id="skip", classes="secondary")
+        yield BigButton(self.t("end.again"), id="again", classes="secondary")
+
+    def on_mount(self) -> None:
+        for selector in ("#faces", "#skip", "#again", "#feedback-question"):
+            self.query_one(selector).display = False
+        self.show_reason(self.reason)
+        self.show_phase(self.phase)
+        if self.result is not None:
+            self._render_result()
+
+    def show_reason(self, reason: str | None) -> None:
+        self.reason = reason
+        if not self.is_mounted:
+            return
+        text = self.t(f"end.reason.{reason}") if f"end.reason.{reason}" in TEXTS else ""
+        self.query_one("#end-reason", Notice).update(text)
+
+    def show_phase(self, phase: str | None) -> None:
+        self.phase = phase
+        if self.result is None and self.is_mounted:
+            self.query_one("#end-phase", Notice).update(self.t(f"end.phase.{phase}") if phase else "")
+
+    def show_result(self, result: dict[str, Any], ask_feedback: bool) -> None:
+        self.result, self.ask_feedback = result, ask_feedback
+        if self.is_mounted:
+            self._render_result()
+
+    def _render_result(self) -> None:
+        result, ask_feedback = self.result or {}, self.ask_feedback
+        self.show_reason(result.get("reason"))
+        self.query_one("#end-progress").display = False
+        self.query_one("#end-phase", Notice).update("")
+        if not result.get("ok"):
+            self.query_one("#end-title", Title).update(self.t("end.failed"))
+            return
+        self.query_one("#end-title", Title).update(self.t("end.done"))
+        if result.get("pages"):
+            self.query_one("#end-pages", Notice).update(self.t("end.pages", pages=result["pages"]))
+        if ask_feedback:
+            question = self.query_one("#feedback-question", Title)
+            question.update(self.t("feedback.question"))
+            question.display = True
+            self.query_one("#faces").display = True
+            self.query_one("#skip").display = True
+            self.query_one("#face-good").focus()
+        else:
+            self.thank()
+
+    def thank(self) -> None:
+        for selector in ("#faces", "#skip", "#feedback-question"):
+            self.query_one(selector).display = False
+        self.query_one("#end-pages", Notice).update(self.t("feedback.thanks"))
+        again = self.query_one("#again")
+        again.display = True
+        again.focus()
+
+    @on(Button.Pressed, ".face")
+    def _face(self, event: Button.Pressed) -> None:
+        rating = (event.button.id or "").removeprefix("face-")
+        self.post_message(FeedbackGiven(rating))
+        self.thank()
+
+    @on(Button.Pressed, "#skip")
+    def _skip(self) -> None:
+        self.post_message(FeedbackGiven(None))
+        self.thank()
+
+    @on(Button.Pressed, "#again")
+    def _again(self) -> None:
+        self.post_message(BackToWelcome())
+
+
+class ClosedScreen(KioskScreen):
+    """The bus is closed, the terminal locked or under maintenance: said plainly, nothing to press."""
+
+    TITLES = {"locked": "closed.locked.title", "wipe_failed": "closed.wipe_failed.title"}
+
+    def __init__(self, reason: str):
+        super().__init__()
+        self.reason = reason
+
+    def compose(self) -> ComposeResult:
+        yield Title("", id="closed-title")
+        yield Notice("", id="closed-reason")
+        yield Notice(self.kiosk.vehicle_name, id="vehicle")
+
+    def on_mount(self) -> None:
+        self.show(self.reason)
+
+    def show(self, reason: str) -> None:
+        self.reason = reason
+        if not self.is_mounted:
+            return
+        self.query_one("#closed-title", Title).update(self.t(self.TITLES.get(reason, "closed.title")))
+        key = f"closed.{reason}"
+        self.query_one("#closed-reason", Notice).update(self.t(key) if key in TEXTS else "")
