@@ -1,0 +1,290 @@
+"""The driver's console (Textual, Pilot) against a real controller and its simulators, over the control socket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.widgets import Button, Input, Static
+
+from firmware_host.api import call_once
+from firmware_host.console.app import ConsoleApp, StopPickerScreen
+from firmware_host.console.link import ControllerLink
+from firmware_host.console.screens import (
+    ChecklistView,
+    InterlockScreen,
+    LoginScreen,
+    MainScreen,
+    NoteView,
+    OpenView,
+    OverrideScreen,
+    RoadView,
+    UnscheduledStopScreen,
+)
+from firmware_host.console.settings import PinLock
+from firmware_host.console.widgets import StepRow
+
+from ..conftest import make_config, wait_until
+from .test_checklist import bus_config, day_clock
+
+SIZE = (100, 32)
+
+
+@pytest.fixture
+async def bus(tmp_path: Path, run_controller: Any) -> Any:
+    controller = await run_controller(bus_config(tmp_path), clock=day_clock())
+    await asyncio.wait_for(controller.ready.wait(), 10)
+    return controller
+
+
+@contextlib.asynccontextmanager
+async def console(controller: Any, **kwargs: Any) -> AsyncIterator[tuple[ConsoleApp, Any]]:
+    app = ConsoleApp(ControllerLink(controller.config.api.control_socket), vehicle_name="Bus test", **kwargs)
+    async with app.run_test(size=SIZE) as pilot:
+        yield app, pilot
+
+
+async def login(app: ConsoleApp, pilot: Any, name: str = "Marie", pin: str | None = None) -> None:
+    await wait_until(lambda: isinstance(app.screen, LoginScreen), message="login screen")
+    field = app.screen.query_one("#name", Input)
+    field.value = ""
+    await pilot.press(*name, "enter")
+    if pin is not None:
+        await pilot.press(*pin, "enter")
+    await wait_until(lambda: isinstance(app.screen, MainScreen), message="main screen")
+
+
+def body(app: ConsoleApp) -> Any:
+    children = list(app.main.query_one("#body").children)
+    return children[0] if children else None
+
+
+async def wait_body(app: ConsoleApp, kind: type, message: str = "") -> Any:
+    return await wait_until(
+        lambda: body(app) if isinstance(body(app), kind) else None, message=message or kind.__name__
+    )
+
+
+def row(app: ConsoleApp, step_id: str) -> StepRow:
+    return app.main.query_one(f"#step-{step_id}", StepRow)
+
+
+def text_of(widget: Any) -> str:
+    return str(widget.render())
+
+
+async def sim_set(controller: Any, **values: Any) -> Any:
+    return await call_once(controller.config.api.control_socket, "sim.set", values)
+
+
+async def test_arrival_from_the_suggested_stop_to_open(bus: Any) -> None:
+    async with console(bus) as (app, pilot):
+        await login(app, pilot)
+        road = await wait_body(app, RoadView)
+        assert "Menat, Place de l'église   (prochain)" in str(road.query_one("#stop-0", Button).label)
+        assert "Contact mairie : Mairie, 04 65 71 00 03" in text_of(road.query_one("#stop-detail", Static))
+        await pilot.press("enter")  # the suggested stop has the focus: Enter confirms the arrival there
+        view = await wait_body(app, ChecklistView)
+        assert bus.state.value("checklist", "stop")["commune"] == "Menat"
+        assert "[x] Courant secteur présent" in text_of(row(app, "shore_power"))
+        assert "vérifié automatiquement" in text_of(row(app, "shore_power"))
+        assert "Reste à faire : 2 étape(s) obligatoire(s)" in text_of(view.query_one("#summary", Static))
+
+        await sim_set(bus, **{"shore.connected": False})  # the socket trips: the step unticks on screen
+        await wait_until(lambda: "[!] Courant secteur présent" in text_of(row(app, "shore_power")))
+        assert "pas encore" in text_of(row(app, "shore_power"))
+        await sim_set(bus, **{"shore.connected": True})
+        await wait_until(lambda: "[x] Courant secteur présent" in text_of(row(app, "shore_power")))
+
+        assert app.focused is row(app, "parked")  # the first step left to do has the focus
+        await pilot.press("enter")
+        await wait_until(lambda: "coché par Marie" in text_of(row(app, "parked")), message="parked ticked")
+        await pilot.click("#step-shore_plugged")
+        await wait_until(lambda: bus.state.value("checklist", "pending_required") == [], message="all ticked")
+        await wait_until(lambda: "Tout est prêt." in text_of(view.query_one("#summary", Static)))
+        await pilot.click("#finish")
+        opened = await wait_body(app, OpenView)
+        assert bus.state.value("checklist", "phase") == "open"
+        assert "Pas de borne publique configurée" in text_of(opened.query_one("#kiosk-note", Static))
+        assert "Départ prévu à 12:00" in text_of(opened.query_one("#open-info", Static))
+    ended = [e for e in await bus.store.events_after(0, 500) if e["type"] == "checklist.ended"]
+    assert ended[-1]["by"] == "Marie" and ended[-1]["done"]["parked"] == "Marie"
+
+
+async def test_override_asks_for_a_reason_and_logs_it(bus: Any) -> None:
+    async with console(bus) as (app, pilot):
+        await login(app, pilot, "Paul")
+        await wait_body(app, RoadView)
+        await pilot.press("enter")
+        await wait_body(app, ChecklistView)
+        await pilot.click("#finish")
+        dialog = await wait_until(lambda: app.screen if isinstance(app.screen, OverrideScreen) else None)
+        listed = text_of(dialog.query_one("#override-steps", Static))
+        assert "Bus garé, frein serré, cales posées" in listed and "Câble branché" in listed
+        ok = dialog.query_one("#override-ok", Button)
+        assert ok.disabled
+        await pilot.press("o", "k")
+        assert ok.disabled  # two letters are not a reason
+        await pilot.press(*" : prise HS", "enter")
+        await wait_body(app, OpenView)
+    overrides = [e for e in await bus.store.events_after(0, 500) if e["type"] == "checklist.override"]
+    assert [(e["step"], e["reason"], e["by"]) for e in overrides] == [
+        ("parked", "ok : prise HS", "Paul"),
+        ("shore_plugged", "ok : prise HS", "Paul"),
+    ]
+
+
+async def test_interlock_warning_buzzer_and_acknowledge(bus: Any) -> None:
+    buzzer = bus.io.buzzer
+    async with console(bus) as (app, pilot):
+        await login(app, pilot)
+        await sim_set(bus, **{"gpio.ignition": True})  # dish raised and cable plugged: both interlocks
+        screen = await wait_until(lambda: app.screen if isinstance(app.screen, InterlockScreen) else None)
+        await wait_until(lambda: "débranchez le câble" in text_of(screen.query_one("#interlock-text", Static)))
+        assert "rangez l'antenne" in text_of(screen.query_one("#interlock-text", Static))
+        await wait_until(lambda: buzzer.pin.state == 1, message="buzzer sounding")
+        await pilot.press("escape")  # not dismissible
+        assert isinstance(app.screen, InterlockScreen)
+        await pilot.press("enter")  # the acknowledge button has the focus
+        await wait_until(lambda: buzzer.value == 0 and buzzer.pin.state == 0, message="buzzer silenced")
+        await wait_until(lambda: "Buzzer coupé" in text_of(screen.query_one("#interlock-acked", Static)))
+        assert isinstance(app.screen, InterlockScreen)  # silenced, not gone
+        assert not screen.query_one("#interlock-ack", Button).display
+        await sim_set(bus, **{"gpio.antenna_stowed": True})  # one cause gone, the other remains
+        await wait_until(lambda: "rangez l'antenne" not in text_of(screen.query_one("#interlock-text", Static)))
+        assert isinstance(app.screen, InterlockScreen)
+        await sim_set(bus, **{"shore.connected": False})
+        await wait_until(lambda: isinstance(app.screen, MainScreen), message="warning gone with its cause")
+        assert buzzer.pin.state == 0
+
+
+async def test_departure_then_the_next_stop_is_suggested(bus: Any) -> None:
+    await call_once(bus.config.api.control_socket, "checklist.arrive", {"stop": "2026-06-02/63223/0900", "by": "M"})
+    await call_once(bus.config.api.control_socket, "checklist.finish", {"by": "M", "reason": "set up by the test"})
+    async with console(bus) as (app, pilot):
+        await login(app, pilot, "Marie")
+        await wait_body(app, OpenView)
+        await pilot.click("#close-open")
+        view = await wait_body(app, ChecklistView)
+        assert "Départ de Menat" in text_of(view.query_one(".title", Static))
+        assert "[-] Borne publique fermée et effacée" in text_of(row(app, "kiosk_closed"))
+        assert "sans objet" in text_of(row(app, "kiosk_closed"))
+        await pilot.click("#step-antenna_stowed")  # the sensor says no: the driver cannot tick it by hand
+        await wait_until(lambda: any("réglez-le" in str(n.message) for n in app._notifications))
+        assert "[!]" in text_of(row(app, "antenna_stowed"))
+        await sim_set(bus, **{"gpio.antenna_stowed": True, "shore.connected": False, "inverter.mode": "off"})
+        await wait_until(lambda: bus.state.value("checklist", "pending_required") == ["equipment_stowed"])
+        await pilot.click("#step-equipment_stowed")
+        await wait_until(lambda: bus.state.value("checklist", "pending_required") == [])
+        await pilot.click("#finish")
+        road = await wait_body(app, RoadView)
+        await wait_until(lambda: "Manzat, Place du marché   (prochain)" in str(road.query_one("#stop-1", Button).label))
+        assert "(fait)" in str(road.query_one("#stop-0", Button).label)
+        assert app.focused is road.query_one("#stop-1", Button)
+    assert bus.state.value("checklist", "phase") == "on_the_road"
+
+
+async def test_unscheduled_stop_and_changing_the_stop(bus: Any) -> None:
+    async with console(bus) as (app, pilot):
+        await login(app, pilot)
+        await wait_body(app, RoadView)
+        await pilot.click("#other-stop")
+        form = await wait_until(lambda: app.screen if isinstance(app.screen, UnscheduledStopScreen) else None)
+        await pilot.press(*"Saint-Gervais", "tab", *"632", "enter")
+        await wait_until(lambda: "insee: must be an INSEE commune code" in text_of(form.query_one("#stop-error")))
+        form.query_one("#insee", Input).value = "63354"
+        await pilot.click("#stop-ok")
+        view = await wait_body(app, ChecklistView)
+        assert "Arrivée à Saint-Gervais" in text_of(view.query_one(".title", Static))
+        assert bus.state.value("checklist", "stop")["insee"] == "63354"
+        await pilot.click("#step-parked")
+        await wait_until(lambda: "coché par Marie" in text_of(row(app, "parked")))
+        await pilot.click("#change-stop")  # wrong stop: pick the scheduled one; the ticks stay
+        picker = await wait_until(lambda: app.screen if isinstance(app.screen, StopPickerScreen) else None)
+        await pilot.click(picker.query_one("#stop-1", Button))
+        await wait_until(lambda: (bus.state.value("checklist", "stop") or {}).get("commune") == "Manzat")
+        await wait_until(lambda: isinstance(app.screen, MainScreen))
+        await wait_until(lambda: "Arrivée à Manzat" in text_of(body(app).query_one(".title", Static)))
+        assert "coché par Marie" in text_of(row(app, "parked"))
+        await pilot.click("#cancel-run")
+        await wait_body(app, RoadView)
+    assert bus.state.value("checklist", "phase") == "on_the_road"
+
+
+async def test_english_on_f2_and_back(bus: Any) -> None:
+    async with console(bus) as (app, pilot):
+        await login(app, pilot)
+        await wait_body(app, RoadView)
+        await pilot.press("enter")
+        await wait_body(app, ChecklistView)
+        await pilot.press("f2")
+        await wait_until(lambda: "[x] Shore power present" in text_of(row(app, "shore_power")), message="English")
+        assert "checked automatically" in text_of(row(app, "shore_power"))
+        assert "Open to the public" in str(app.main.query_one("#finish", Button).label)
+        assert "Shore: plugged in" in text_of(app.main.query_one("#status"))
+        await pilot.press("f2")
+        await wait_until(lambda: "Ouvrir au public" in str(app.main.query_one("#finish", Button).label))
+
+
+async def test_pin_lockout_then_unlock(bus: Any, tmp_path: Path) -> None:
+    now = [1000.0]
+    pin = PinLock("4821", monotonic=lambda: now[0])
+    async with console(bus, pin=pin) as (app, pilot):
+        await wait_until(lambda: isinstance(app.screen, LoginScreen))
+        await wait_until(lambda: app.status is not None, message="status")
+        await pilot.press(*"Marie", "enter")
+        for _ in range(5):
+            await pilot.press(*"1111", "enter")
+        error = app.screen.query_one("#login-error", Static)
+        await wait_until(lambda: "Trop d'essais : réessayez dans 30 s." in text_of(error))
+        await pilot.press(*"4821", "enter")  # even the right PIN waits out the pause
+        assert isinstance(app.screen, LoginScreen) and "réessayez" in text_of(error)
+        now[0] += 31
+        await pilot.press(*"4821", "enter")
+        await wait_until(lambda: isinstance(app.screen, MainScreen), message="unlocked")
+        assert app.driver == "Marie"
+        await pilot.press("f9")  # lock: the next driver signs in
+        await wait_until(lambda: isinstance(app.screen, LoginScreen))
+        assert app.driver is None
+
+
+async def test_idle_console_locks_itself(bus: Any) -> None:
+    now = [0.0]
+    async with console(bus, pin=PinLock("1234"), lock_after_s=0.2, monotonic=lambda: now[0]) as (app, pilot):
+        await wait_until(lambda: isinstance(app.screen, LoginScreen))
+        await pilot.press(*"Marie", "enter", *"1234", "enter")
+        await wait_until(lambda: isinstance(app.screen, MainScreen))
+        now[0] += 1.0
+        await wait_until(lambda: isinstance(app.screen, LoginScreen), message="locked after idling")
+        field = app.screen.query_one("#name", Input)
+        await wait_until(lambda: field.value == "", message="the name is asked again")
+
+
+async def test_the_console_rides_out_a_controller_restart(tmp_path: Path, run_controller: Any) -> None:
+    cfg = bus_config(tmp_path)
+    first = await run_controller(cfg, clock=day_clock())
+    await asyncio.wait_for(first.ready.wait(), 10)
+    async with console(first) as (app, pilot):
+        await login(app, pilot)
+        await wait_body(app, RoadView)
+        await first.stop()
+        banner = app.main.query_one("#banner", Static)
+        await wait_until(lambda: "Contrôleur injoignable" in text_of(banner), message="banner")
+        second = await run_controller(cfg, clock=day_clock())
+        await wait_until(lambda: not banner.display, timeout=15, message="reconnected")
+        await pilot.press("enter")
+        await wait_body(app, ChecklistView)
+        assert second.state.value("checklist", "phase") == "arrival"
+
+
+async def test_a_bus_without_a_checklist_section(tmp_path: Path, run_controller: Any) -> None:
+    controller = await run_controller(make_config(tmp_path))
+    async with console(controller) as (app, pilot):
+        await login(app, pilot)
+        note = await wait_body(app, NoteView)
+        assert "[checklist] absent" in text_of(note.query_one(Static))
+        assert "Borne : non équipé" in text_of(app.main.query_one("#status"))
