@@ -1,0 +1,109 @@
+"""Snapshots of the console's main screens at a fixed terminal size (100 x 32), as plain text.
+
+The state is set directly on a GPIO-only controller (fixed clock, clock synced) so every figure is stable. When a
+screen changes on purpose, rewrite the files with ``ALLERVERS_UPDATE_SNAPSHOTS=1 pytest tests/firmware_host/
+test_console_snapshots.py`` and review the diff like code.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from firmware_host.api import call_once
+from firmware_host.console.screens import ChecklistView, InterlockScreen, RoadView
+
+from ..conftest import make_config, wait_until
+from .test_checklist import ROOT, day_clock
+from .test_console import SIZE, body, console, login, row, text_of, wait_body
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+UPDATE = os.environ.get("ALLERVERS_UPDATE_SNAPSHOTS") == "1"
+
+
+def screen_text(app: Any) -> str:
+    """What the terminal shows, characters only (the same rendering path as App.export_screenshot)."""
+    width, height = app.size
+    out = Console(
+        width=width, height=height, file=io.StringIO(), force_terminal=True, record=True, legacy_windows=False
+    )
+    out.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return "\n".join(line.rstrip() for line in out.export_text(styles=False).splitlines()) + "\n"
+
+
+def check(name: str, text: str) -> None:
+    path = SNAPSHOTS / f"{name}.txt"
+    if UPDATE:
+        SNAPSHOTS.mkdir(exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return
+    assert path.exists(), f"no snapshot {path.name}: run with ALLERVERS_UPDATE_SNAPSHOTS=1 and review it"
+    expected = path.read_text(encoding="utf-8")
+    if text != expected:
+        diff = "\n".join(difflib.unified_diff(expected.splitlines(), text.splitlines(), "expected", "now", lineterm=""))
+        pytest.fail(f"screen {name} differs from its snapshot:\n{diff}")
+
+
+@pytest.fixture
+async def bus(tmp_path: Path, run_controller: Any) -> Any:
+    flag = tmp_path / "synchronized"
+    flag.touch()
+    cfg = make_config(
+        tmp_path,
+        checklist={"schedule": str(ROOT / "config" / "tour.toml")},
+        gpio={"pin_factory": "mock", "ignition_pin": 17, "antenna_stowed_pin": 27, "buzzer_pin": 23},
+        shore_power={"presence_pin": 5, "debounce_s": 0.0},
+    )
+    controller = await run_controller(cfg, clock=day_clock(), timesync_flag=str(flag))
+    controller.io.drive("shore_presence", True)
+    await wait_until(lambda: controller.state.value("shore", "connected") is True, message="shore")
+    controller.state.update(
+        "power", {"soc": 64.0, "battery_v": 25.62, "mode": "on", "state": "float", "active_input": "ac1"}
+    )
+    controller.state.update("modem", {"link": "up", "signal_bars": 4, "registered": True})
+    return controller
+
+
+async def test_login_and_road_screens(bus: Any) -> None:
+    async with console(bus) as (app, pilot):
+        await wait_until(lambda: app.status is not None, message="status")
+        await pilot.pause()
+        check("login", screen_text(app))
+        await login(app, pilot)
+        await wait_body(app, RoadView)
+        await pilot.pause()
+        check("road", screen_text(app))
+
+
+async def test_arrival_checklist_screen_french_and_english(bus: Any) -> None:
+    sock = bus.config.api.control_socket
+    await call_once(sock, "checklist.arrive", {"stop": "2026-06-02/63223/0900", "by": "Marie"})
+    await call_once(sock, "checklist.tick", {"step": "parked", "by": "Marie"})
+    async with console(bus) as (app, pilot):
+        await login(app, pilot)
+        await wait_body(app, ChecklistView)
+        await wait_until(lambda: "coché par Marie" in text_of(row(app, "parked")))
+        await pilot.pause()
+        check("arrival_fr", screen_text(app))
+        await pilot.press("f2")
+        await wait_until(lambda: "ticked by Marie" in text_of(row(app, "parked")), message="English")
+        await pilot.pause()
+        check("arrival_en", screen_text(app))
+
+
+async def test_interlock_screen(bus: Any) -> None:
+    async with console(bus) as (app, pilot):
+        await login(app, pilot)
+        await wait_body(app, RoadView)
+        bus.io.drive("ignition", True)  # ignition on, dish not stowed (pin low), cable plugged in
+        await wait_until(lambda: isinstance(app.screen, InterlockScreen), message="interlock")
+        await wait_until(lambda: "débranchez" in text_of(app.screen.query_one("#interlock-text")))
+        await pilot.pause()
+        check("interlock", screen_text(app))
+        assert app.size == SIZE and body(app) is not None
