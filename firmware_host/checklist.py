@@ -335,6 +335,7 @@ class Checklist:
         self._watched: set[str] = set()
         self._unsubscribe: Callable[[], None] | None = None
         self._warned: set[tuple[str, str]] = set()
+        self._saved_meta: dict[str, str] = {}
 
     @classmethod
     async def attach(cls, controller: Controller) -> Checklist:
@@ -381,6 +382,7 @@ class Checklist:
             return meta, recent, current
 
         meta, recent, current = await self.store.run(read)
+        self._saved_meta = dict(meta)
         self.phase = meta.get("phase", "on_the_road")
         if self.phase not in PHASES:
             self.phase = "on_the_road"
@@ -409,11 +411,15 @@ class Checklist:
 
     async def _save_meta(self) -> None:
         assert self.store is not None
-        values = {
+        current = {
             "phase": self.phase,
             "stop": json.dumps(self.stop, ensure_ascii=False) if self.stop else "",
             "driver": self.driver or "",
         }
+        values = {k: v for k, v in current.items() if self._saved_meta.get(k) != v}  # only what changed: SD wear
+        if not values:
+            return
+        self._saved_meta.update(values)
 
         def write(db: sqlite_utils.Database) -> None:
             with db.conn:
