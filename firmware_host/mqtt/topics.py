@@ -57,9 +57,12 @@ class FleetTopics:
 
     root: str = "allervers"
 
-    def filters(self) -> list[str]:
+    def filters(self) -> list[tuple[str, int]]:
+        """(filter, QoS). The view is QoS 0: a state is retained and superseded by the next one, and a broker
+        holding QoS 1 messages for a busy screen drops the newest past its queue limit, which would leave the
+        screen showing an older state. Replies are QoS 1: each is awaited."""
         r = self.root
-        return [f"{r}/+/status", f"{r}/+/state/+", f"{r}/+/events", f"{r}/+/cmd/+/reply"]
+        return [(f"{r}/+/status", 0), (f"{r}/+/state/+", 0), (f"{r}/+/events", 0), (f"{r}/+/cmd/+/reply", 1)]
 
     def bus(self, bus_id: str) -> Topics:
         return Topics(f"{self.root}/{bus_id}")

@@ -306,3 +306,59 @@ class Proxy:
         self._flowing.set()
         self._server.close()
         self.cut()
+
+
+# --- synthetic buses: one client publishing for many prefixes (the 500-bus tests and benchmark) ----------------
+
+
+def synthetic_state(i: int, round_no: int) -> dict[str, dict[str, Any]]:
+    """Plausible states for bus number ``i``: some buses have problems (alarms, low battery, link down)."""
+    now = time.time()
+    soc = 20.0 + (i * 7 + round_no) % 80
+    alarms = (
+        [{"id": "interlock.antenna_up", "severity": "critical", "since": now, "message": "dish up"}]
+        if i % 97 == 0
+        else []
+    )
+    return {
+        "power": {"soc": soc, "battery_v": 24.0 + soc / 25, "state": "bulk", "ts": now, "stale": False},
+        "shore": {"connected": i % 3 == 0, "ts": now, "stale": False},
+        "modem": {"link": "down" if i % 50 == 0 else "up", "signal_bars": i % 6, "ts": now, "stale": False},
+        "controller": {"version": "0.1.0", "alarms": alarms, "ts": now, "stale": False},
+        "kiosk": {
+            "open": i % 2 == 0,
+            "locked": False,
+            "sessions_today": (i + round_no) % 12,
+            "ts": now,
+            "stale": False,
+        },
+    }
+
+
+def publish_fleet(port: int, buses: int, rounds: int = 1, *, root: str = "allervers", offline_every: int = 0) -> int:
+    """Publish status and five states for ``buses`` synthetic buses, ``rounds`` times; returns messages sent.
+    Blocks until the broker acknowledged the last one (run it in a thread next to an app under test)."""
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=f"fleet-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5
+    )
+    client.max_inflight_messages_set(100)
+    client.connect("127.0.0.1", port, 30)
+    client.loop_start()
+    sent = 0
+    info = None
+    try:
+        for round_no in range(rounds):
+            for i in range(buses):
+                prefix = f"{root}/bus-{i:03d}"
+                offline = offline_every and i % offline_every == 0
+                info = client.publish(f"{prefix}/status", b"offline" if offline else b"online", qos=1, retain=True)
+                sent += 1
+                for component, values in synthetic_state(i, round_no).items():
+                    info = client.publish(f"{prefix}/state/{component}", json.dumps(values), qos=1, retain=True)
+                    sent += 1
+        if info is not None:
+            info.wait_for_publish(60)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return sent

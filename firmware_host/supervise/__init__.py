@@ -1,0 +1,1 @@
+"""`allervers supervise`: the association office's fleet view over MQTT (Textual)."""
