@@ -295,7 +295,12 @@ def _load_extras() -> None:
     """Import the feature modules that add subcommands (each appends to EXTRA_COMMANDS on import)."""
     import importlib
 
-    for module in ("firmware_host.console.commands", "firmware_host.doctor", "kiosk.cli"):
+    for module in (
+        "firmware_host.console.commands",
+        "firmware_host.doctor",
+        "firmware_host.supervise.cli",
+        "kiosk.cli",
+    ):
         importlib.import_module(module)
 
 

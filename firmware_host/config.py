@@ -333,6 +333,8 @@ def _loopback_or_insecure(m: dict[str, Any]) -> tuple[str, str] | None:
             return "tls", f"plaintext MQTT to {m['host']!r} is refused: use tls = true or set insecure = true"
     if (m["cert_file"] is None) != (m["key_file"] is None):
         return "cert_file", "cert_file and key_file go together"
+    if m["password_file"] is not None and m["username"] is None:
+        return "password_file", "needs username (the broker user this password belongs to)"
     return None
 
 

@@ -236,6 +236,12 @@ class Controller:
             from kiosk.session import KioskManager
 
             self.kiosk = await KioskManager.attach(self)
+        if cfg.mqtt is not None:  # remote supervision (firmware_host/mqtt/)
+            from .mqtt import MqttLink
+
+            self.mqtt = MqttLink(self)
+            await self.mqtt.start()
+            self.on_stop.append(self.mqtt.stop)
         for name, path in (("control", cfg.api.control_socket), ("kiosk", cfg.api.kiosk_socket)):
             server = SocketServer(name, path, self.registry, max_line=cfg.api.max_line_bytes, mode=0o660)
             await server.start()
