@@ -102,7 +102,7 @@ DEFAULT_DEPARTURE: list[dict[str, Any]] = [
         "kiosk_closed",
         "Borne publique fermée et effacée",
         "Public terminal closed and wiped",
-        "kiosk.open == false",
+        "kiosk.open == false and kiosk.session_active == false",
     ),
     _step("equipment_stowed", "Imprimante et matériel rangés et calés", "Printer and equipment stowed"),
     _step("antenna_stowed", "Antenne satellite rangée", "Satellite dish stowed", "vehicle.antenna_stowed"),

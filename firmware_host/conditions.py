@@ -113,9 +113,18 @@ FIELD_TYPES: dict[str, dict[str, FieldType]] = {
         "alarms": FieldType(TABLE),
     },
 }
-# Components of optional features whose fields are defined by their own modules; any field name is accepted at
-# load and an unknown one reads as unknown. A condition over a component the bus does not have "does not apply".
-OPEN_COMPONENTS: tuple[str, ...] = ("kiosk",)
+# Components of optional features (kiosk/session.py KIOSK_FIELDS). A condition over a component this bus does not
+# have "does not apply" (see firmware_host/checklist.py).
+FIELD_TYPES["kiosk"] = {
+    "open": FieldType(BOOL),
+    "locked": FieldType(BOOL),
+    "session_active": FieldType(BOOL),
+    "session_service": FieldType(TEXT),
+    "session_started": FieldType(NUMBER),
+    "sessions_today": FieldType(NUMBER),
+    "last_wipe": FieldType(TABLE),
+}
+OPTIONAL_COMPONENTS: tuple[str, ...] = ("kiosk",)
 
 
 class ConditionError(ValueError):
@@ -595,13 +604,13 @@ def state_lookup(state: StateModel) -> Lookup:
 
 
 def default_fields() -> dict[str, dict[str, FieldType] | None]:
-    """The fields a checklist condition may name: the core components (typed) and the open feature components."""
+    """The fields a checklist condition may name: the core components and those of optional features, typed."""
     fields: dict[str, dict[str, FieldType] | None] = {
         name: {f: FIELD_TYPES.get(name, {}).get(f, FieldType(ANY)) for f in names}
         for name, names in COMPONENT_FIELDS.items()
     }
-    for name in OPEN_COMPONENTS:
-        fields.setdefault(name, None)
+    for name in OPTIONAL_COMPONENTS:
+        fields[name] = dict(FIELD_TYPES[name])
     return fields
 
 

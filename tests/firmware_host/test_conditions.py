@@ -55,7 +55,7 @@ def lookup(component: str, field: str) -> Any:
         ("vehicle.ignition or shore.connected", True),
         ("vehicle.ignition or power.soc < 10", None),
         ("power.battery_v > 20", None),  # never read
-        ("kiosk.open == false", None),  # an open component: any field name, unknown when absent
+        ("kiosk.open == false", None),  # an optional component: unknown when absent
         ("not (shore.connected and (power.soc > 50 or modem.link == 'down'))", False),
     ],
 )
@@ -76,6 +76,7 @@ def test_evaluation(text: str, expected: bool | None) -> None:
         ('power.mode in ["on", "driving"]', "power.mode is one of 'charger_only', 'inverter_only', 'on', 'off'"),
         ("power.voltage > 1", "column 1: power has no field 'voltage' (known: ac_in_a"),
         ("bus.speed > 1", "column 1: unknown component 'bus' (known: controller, kiosk, modem, power"),
+        ("kiosk.opne == false", "column 1: kiosk has no field 'opne' (known: last_wipe, locked, open"),
         ("true", "column 1: the constant true stands where a condition is expected"),
         ("1 == 1", "column 3: compares two constants"),
         ("shore.connected and 1", "column 21: the constant 1 stands where a condition is expected"),
@@ -104,9 +105,12 @@ def test_rejected_with_column_and_problem(text: str, problem: str) -> None:
 
 
 def test_field_types_cover_the_state_contract_exactly() -> None:
+    from kiosk.session import KIOSK_FIELDS
+
     for component, fields in COMPONENT_FIELDS.items():
         assert set(FIELD_TYPES[component]) == set(fields), component
-    assert set(FIELD_TYPES) == set(COMPONENT_FIELDS)
+    assert set(FIELD_TYPES["kiosk"]) == set(KIOSK_FIELDS)
+    assert set(FIELD_TYPES) == set(COMPONENT_FIELDS) | {"kiosk"}
 
 
 def test_enumerations_agree_with_the_drivers() -> None:
