@@ -128,7 +128,7 @@ class KioskApp(App[None]):
         if self.mode == "opening" or (self.mode == "ending" and self._own_end):
             return
         if s is None:
-            self._show("closed", reason="unreachable")
+            self._show_closed("unreachable")
             return
         session = s.get("session")
         if session is not None and not session.get("ending"):
@@ -149,15 +149,13 @@ class KioskApp(App[None]):
             if end.result is None and last.get("n", 0) != self._ends_seen:
                 self._ends_seen = last.get("n", 0)
                 end.show_result(last, ask_feedback=bool(s.get("satisfaction")))
+            elif end.result is not None and not s.get("available") and s.get("closed_reason") != "wipe_failed":
+                self._show_closed(s.get("closed_reason") or "closed")  # locked or closed meanwhile
             elif end.result is not None and self.monotonic() - self._last_input > self.back_after_s:
                 self._show("welcome")
             return
         if not s.get("available"):
-            reason = s.get("closed_reason") or "closed"
-            if self.mode != "closed":
-                self._show("closed", reason=reason)
-            else:
-                self.screen.show(reason)  # type: ignore[attr-defined]
+            self._show_closed(s.get("closed_reason") or "closed")
             return
         if self.mode == "closed":
             self._show("welcome")
@@ -167,6 +165,12 @@ class KioskApp(App[None]):
             self._show("services")
         elif self.mode in ("services", "offline") and self.monotonic() - self._last_input > self.back_after_s:
             self._show("welcome")
+
+    def _show_closed(self, reason: str) -> None:
+        if self.mode == "closed" and isinstance(self.screen, ClosedScreen):
+            self.screen.show(reason)
+        else:
+            self._show("closed", reason=reason)
 
     def _show(self, mode: str, **kwargs: Any) -> None:
         services = (self.status or {}).get("services", [])
@@ -179,7 +183,7 @@ class KioskApp(App[None]):
             "closed": lambda: ClosedScreen(kwargs.get("reason", "closed")),
             "opening": lambda: OpeningScreen(kwargs.get("label", "")),
         }
-        if mode == "welcome" and self.texts.lang != self.default_lang:
+        if mode in ("welcome", "closed") and kwargs.get("new_visitor", True):
             self.texts = Texts(self.default_lang)  # the next visitor starts in French again
         self.mode = mode
         self._last_input = self.monotonic()
@@ -235,12 +239,13 @@ class KioskApp(App[None]):
     @on(LanguageToggled)
     def _language(self) -> None:
         self.texts = Texts("en" if self.texts.lang == "fr" else "fr")
-        self._show(self.mode if self.mode in ("welcome", "services", "offline") else "welcome")
+        self._show(self.mode if self.mode in ("welcome", "services", "offline") else "welcome", new_visitor=False)
 
     @on(BackToWelcome)
     def _back(self) -> None:
         self._own_end = False
-        self._show("welcome")
+        # "Retour" keeps the visitor's language; the end of a session means the next visitor.
+        self._show("welcome", new_visitor=self.mode == "ending")
         self.call_after_refresh(self.refresh_status)
 
     @on(ServiceChosen)

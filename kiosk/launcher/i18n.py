@@ -101,6 +101,7 @@ TEXTS: dict[str, tuple[str, str]] = {
         "La batterie du bus est trop faible pour le moment.",
         "The bus battery is too low for now.",
     ),
+    "closed.unreachable.title": ("Un instant, s'il vous plaît", "One moment, please"),
     "closed.unreachable": ("La borne redémarre. Un instant…", "The terminal is restarting. One moment…"),
     "offline.title": ("Pas de connexion Internet pour le moment", "No Internet connection for now"),
     "offline.some": ("Vous pouvez quand même utiliser :", "You can still use:"),

@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from .app import KioskApp
 
 ARROWS = [
-    Binding("down", "app.focus_next", show=False),
-    Binding("up", "app.focus_previous", show=False),
+    Binding("down,right", "app.focus_next", show=False),
+    Binding("up,left", "app.focus_previous", show=False),
 ]
 
 
@@ -167,6 +167,8 @@ class SessionScreen(KioskScreen):
             self.show(self.kiosk.status["session"])
 
     def show(self, session: dict[str, Any]) -> None:
+        if not self.query("#session-service"):
+            return  # not composed yet: on_mount shows the latest status
         label = self.kiosk.texts.label(session)
         self.query_one("#session-service", Title).update(self.t("session.on", service=label))
         minutes = -(-int(session.get("time_left_s") or 0) // 60)
@@ -288,6 +290,9 @@ class EndScreen(KioskScreen):
         self.query_one("#end-phase", Notice).update("")
         if not result.get("ok"):
             self.query_one("#end-title", Title).update(self.t("end.failed"))
+            again = self.query_one("#again")
+            again.display = True
+            again.focus()
             return
         self.query_one("#end-title", Title).update(self.t("end.done"))
         if result.get("pages"):
@@ -329,7 +334,12 @@ class EndScreen(KioskScreen):
 class ClosedScreen(KioskScreen):
     """The bus is closed, the terminal locked or under maintenance: said plainly, nothing to press."""
 
-    TITLES = {"locked": "closed.locked.title", "wipe_failed": "closed.wipe_failed.title"}
+    TITLES = {
+        "locked": "closed.locked.title",
+        "wipe_failed": "closed.wipe_failed.title",
+        "unreachable": "closed.unreachable.title",
+        "unavailable": "closed.unreachable.title",
+    }
 
     def __init__(self, reason: str):
         super().__init__()

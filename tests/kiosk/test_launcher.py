@@ -1,0 +1,525 @@
+"""The launcher with the Pilot: every screen and flow, French text asserted, English, keyboard only, fixed-size
+layout checks; against a scripted kiosk socket double, and against a real controller's kiosk socket."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.widgets import Button, Static
+
+from firmware_host.api import ClientError, call_once
+from kiosk.launcher.app import KioskApp, KioskLink
+from kiosk.launcher.screens import (
+    ClosedScreen,
+    ConfirmEndScreen,
+    EndScreen,
+    IdleScreen,
+    OfflineScreen,
+    OpeningScreen,
+    ServicesScreen,
+    SessionScreen,
+    WelcomeScreen,
+)
+from kiosk.launcher.widgets import BigButton, ServiceTile
+from tests.conftest import wait_until
+
+SERVICES = [
+    {
+        "id": "caf",
+        "label": "CAF",
+        "label_en": "Family benefits (CAF)",
+        "hint": "Allocations familiales, aide au logement",
+        "hint_en": "Family and housing benefits",
+        "needs_link": True,
+        "usable": True,
+        "time_limit_min": 30,
+    },
+    {
+        "id": "impots",
+        "label": "Impôts",
+        "label_en": "Taxes",
+        "hint": "Déclaration de revenus",
+        "hint_en": None,
+        "needs_link": True,
+        "usable": True,
+        "time_limit_min": 10,
+    },
+    {
+        "id": "guide",
+        "label": "Guide de la borne",
+        "label_en": None,
+        "hint": "Mode d'emploi, sans Internet",
+        "hint_en": None,
+        "needs_link": False,
+        "usable": True,
+        "time_limit_min": 30,
+    },
+]
+
+
+class ScriptedKiosk:
+    """A double of the kiosk socket that behaves like the controller for the launcher's needs."""
+
+    def __init__(self, **status: Any):
+        self.status: dict[str, Any] = {
+            "vehicle": "Bus France Services",
+            "available": True,
+            "closed_reason": None,
+            "open": True,
+            "locked": False,
+            "lock_reason": None,
+            "link_up": True,
+            "phase": "idle",
+            "wipe_phase": None,
+            "session": None,
+            "last_end": None,
+            "last_wipe": None,
+            "satisfaction": False,
+            "sessions_today": 0,
+            "services": copy.deepcopy(SERVICES),
+        }
+        self.status.update(status)
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.failing: set[str] = set()
+        self.wipe_ok = True
+
+    def commands(self) -> list[str]:
+        return [c for c, _ in self.calls if c != "kiosk.status"]
+
+    async def call(self, cmd: str, args: dict[str, Any] | None = None, timeout: float = 10.0) -> Any:
+        args = args or {}
+        self.calls.append((cmd, args))
+        if cmd in self.failing:
+            raise ClientError(f"{cmd}: refused")
+        if cmd == "kiosk.status":
+            return copy.deepcopy(self.status)
+        if cmd == "session.start":
+            service = next(s for s in self.status["services"] if s["id"] == args["service"])
+            self.status["session"] = {
+                "service": service["id"],
+                "label": service["label"],
+                "label_en": service["label_en"],
+                "lang": args.get("lang", "fr"),
+                "time_left_s": service["time_limit_min"] * 60,
+                "warning": None,
+                "idle_prompt": False,
+                "idle_left_s": None,
+                "ending": False,
+            }
+            return {"session": "0123456789abcdef", "home": "/run/allervers/kiosk/0123456789abcdef"}
+        if cmd == "session.end":
+            return self.end("visitor")
+        if cmd == "session.activity":
+            self.status["session"]["idle_prompt"] = False
+            return {"time_left_s": self.status["session"]["time_left_s"]}
+        if cmd == "session.feedback":
+            self.status["satisfaction"] = False
+            return {"recorded": args["rating"]}
+        raise ClientError(f"unknown command {cmd!r}")
+
+    def end(self, reason: str, pages: int = 2) -> dict[str, Any]:
+        n = (self.status["last_end"] or {}).get("n", 0) + 1
+        self.status["session"] = None
+        self.status["last_end"] = {"n": n, "reason": reason, "ok": self.wipe_ok, "pages": pages, "service": "caf"}
+        self.status["satisfaction"] = self.wipe_ok
+        self.status["available"] = self.wipe_ok
+        self.status["closed_reason"] = None if self.wipe_ok else "wipe_failed"
+        return {"ended": True, "reason": reason, "wipe": {"ok": self.wipe_ok, "duration_s": 0.1}, "pages": pages}
+
+
+def texts(app: KioskApp) -> str:
+    """Every visible text of the current screen (labels of buttons included), one per line."""
+    out = []
+    for widget in app.screen.query("*"):
+        if not all(node.display for node in [widget, *widget.ancestors_with_self] if hasattr(node, "display")):
+            continue
+        if isinstance(widget, Button):
+            out.append(str(widget.label))
+        elif isinstance(widget, Static):
+            out.append(str(widget.content))
+    return "\n".join(t for t in out if t)
+
+
+async def on_screen(app: KioskApp, kind: type, timeout: float = 5.0) -> Any:
+    await wait_until(lambda: isinstance(app.screen, kind) and app.screen.is_mounted, timeout, message=kind.__name__)
+    return app.screen
+
+
+def launcher(kiosk: Any, **kwargs: Any) -> KioskApp:
+    return KioskApp(kiosk, poll_s=kwargs.pop("poll_s", 0.05), **kwargs)
+
+
+async def test_welcome_in_plain_french_with_the_privacy_promise_and_english_on_demand() -> None:
+    app = launcher(ScriptedKiosk())
+    async with app.run_test(size=(100, 40)) as pilot:
+        await on_screen(app, WelcomeScreen)
+        shown = texts(app)
+        assert "Bienvenue" in shown and "Bus France Services" in shown
+        assert "Touchez l'écran pour commencer" in shown
+        assert "tout est effacé de l'ordinateur" in shown and "sans savoir qui vous êtes" in shown
+        await pilot.click("#language")
+        await on_screen(app, WelcomeScreen)
+        await wait_until(lambda: "Touch the screen to start" in texts(app))
+        assert "everything is erased" in texts(app) and "Français" in texts(app)
+        await pilot.click("#touch")
+        await on_screen(app, ServicesScreen)
+        assert "What would you like to do?" in texts(app) and "Family benefits (CAF)" in texts(app)
+        await pilot.click("#back")
+        await on_screen(app, WelcomeScreen)
+        await pilot.click("#language")
+        await wait_until(lambda: "Touchez l'écran pour commencer" in texts(app))
+
+
+async def test_services_tiles_then_a_session_with_time_left_and_the_end_button() -> None:
+    kiosk = ScriptedKiosk()
+    app = launcher(kiosk)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await on_screen(app, WelcomeScreen)
+        await pilot.click("#touch")
+        await on_screen(app, ServicesScreen)
+        shown = texts(app)
+        assert "Que voulez-vous faire ?" in shown
+        assert "CAF\nAllocations familiales, aide au logement" in shown
+        assert "Impôts\nDéclaration de revenus" in shown and "Retour" in shown
+        await pilot.click("#service-impots")
+        await on_screen(app, SessionScreen)
+        assert ("session.start", {"service": "impots", "lang": "fr"}) in kiosk.calls
+        await wait_until(lambda: "Vous êtes sur : Impôts" in texts(app))
+        assert "Temps restant : 10 min" in texts(app) and "Terminer et tout effacer" in texts(app)
+
+
+async def test_warnings_at_5_and_1_minute() -> None:
+    kiosk = ScriptedKiosk()
+    app = launcher(kiosk)
+    async with app.run_test(size=(100, 40)):
+        await kiosk.call("session.start", {"service": "caf"})
+        await on_screen(app, SessionScreen)
+        kiosk.status["session"].update(time_left_s=290, warning="5min")
+        await wait_until(lambda: "Il reste 5 minutes. Pensez à imprimer" in texts(app))
+        assert "Temps restant : 5 min" in texts(app)
+        assert app.screen.query_one("#warning").has_class("-warning")
+        kiosk.status["session"].update(time_left_s=50, warning="1min")
+        await wait_until(lambda: "Il reste 1 minute. Tout sera effacé ensuite." in texts(app))
+        assert "Moins d'une minute" in texts(app) and app.screen.query_one("#warning").has_class("-urgent")
+
+
+async def test_ending_asks_first_no_is_the_default_then_wipe_done_faces_and_back_to_welcome() -> None:
+    kiosk = ScriptedKiosk()
+    app = launcher(kiosk)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await kiosk.call("session.start", {"service": "caf"})
+        await on_screen(app, SessionScreen)
+        await pilot.click("#end")
+        dialog = await on_screen(app, ConfirmEndScreen)
+        assert "Terminer et effacer tout ce que vous avez fait sur cet ordinateur ?" in texts(app)
+        assert dialog.focused.id == "no"
+        await pilot.press("enter")  # a hurried Enter keeps the session
+        await on_screen(app, SessionScreen)
+        assert "session.end" not in kiosk.commands()
+        await pilot.click("#end")
+        await on_screen(app, ConfirmEndScreen)
+        await pilot.click("#yes")
+        end = await on_screen(app, EndScreen)
+        await wait_until(lambda: end.result is not None, message="the wipe result")
+        shown = texts(app)
+        assert "Vos données ont été effacées." in shown and "Pages imprimées : 2" in shown
+        assert "Ce service vous a-t-il aidé ?" in shown
+        assert "😊  Oui" in shown and "😐  Un peu" in shown and "🙁  Non" in shown and "Passer" in shown
+        await pilot.click("#face-good")
+        await wait_until(lambda: ("session.feedback", {"rating": "good"}) in kiosk.calls)
+        await wait_until(lambda: "Merci ! À bientôt." in texts(app))
+        await pilot.click("#again")
+        await on_screen(app, WelcomeScreen)
+        assert [c for c in kiosk.commands() if c != "session.activity"] == [
+            "session.start",
+            "session.end",
+            "session.feedback",
+        ]
+        assert "session.activity" in kiosk.commands()  # the taps during the session reset the idle timeout
+
+
+async def test_skipping_the_question_records_nothing() -> None:
+    kiosk = ScriptedKiosk()
+    app = launcher(kiosk)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await kiosk.call("session.start", {"service": "caf"})
+        await on_screen(app, SessionScreen)
+        await pilot.click("#end")
+        await on_screen(app, ConfirmEndScreen)
+        await pilot.click("#yes")
+        end = await on_screen(app, EndScreen)
+        await wait_until(lambda: end.result is not None)
+        await pilot.click("#skip")
+        await wait_until(lambda: "Merci ! À bientôt." in texts(app))
+        assert "session.feedback" not in kiosk.commands()
+
+
+async def test_are_you_still_there_and_the_answer() -> None:
+    kiosk = ScriptedKiosk()
+    app = launcher(kiosk)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await kiosk.call("session.start", {"service": "caf"})
+        await on_screen(app, SessionScreen)
+        kiosk.status["session"].update(idle_prompt=True, idle_left_s=42)
+        await on_screen(app, IdleScreen)
+        await wait_until(lambda: "Sans réponse, tout sera effacé dans 42 secondes." in texts(app))
+        assert "Êtes-vous toujours là ?" in texts(app) and "Oui, je suis là" in texts(app)
+        await pilot.click("#stay")
+        await on_screen(app, SessionScreen)
+        assert "session.activity" in kiosk.commands()
+
+
+@pytest.mark.parametrize(
+    ("reason", "sentence"),
+    [
+        ("time_limit", "Le temps de la session est écoulé."),
+        ("idle", "La session a été fermée : personne n'a répondu."),
+        ("remote", "La session a été fermée par l'équipe du bus."),
+        ("ignition", "Le bus va partir : la session est terminée."),
+        ("low_battery", "La batterie du bus est faible : la session est terminée."),
+    ],
+)
+async def test_a_session_ended_elsewhere_shows_why_and_that_the_data_is_gone(reason: str, sentence: str) -> None:
+    kiosk = ScriptedKiosk()
+    app = launcher(kiosk)
+    async with app.run_test(size=(100, 40)):
+        await kiosk.call("session.start", {"service": "caf"})
+        await on_screen(app, SessionScreen)
+        kiosk.status["session"]["ending"] = True
+        kiosk.status["wipe_phase"] = "erasing"
+        end = await on_screen(app, EndScreen)
+        await wait_until(lambda: "Effacement des fichiers" in texts(app))
+        assert "Effacement de vos données…" in texts(app)
+        kiosk.end(reason)
+        await wait_until(lambda: end.result is not None)
+        assert sentence in texts(app) and "Vos données ont été effacées." in texts(app)
+
+
+async def test_a_failed_wipe_says_a_mediator_will_check_then_maintenance() -> None:
+    kiosk = ScriptedKiosk()
+    kiosk.wipe_ok = False
+    app = launcher(kiosk)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await kiosk.call("session.start", {"service": "caf"})
+        await on_screen(app, SessionScreen)
+        await pilot.click("#end")
+        await on_screen(app, ConfirmEndScreen)
+        await pilot.click("#yes")
+        end = await on_screen(app, EndScreen)
+        await wait_until(lambda: end.result is not None)
+        assert "Un problème est survenu pendant l'effacement" in texts(app)
+        assert "Ce service vous a-t-il aidé ?" not in texts(app)
+        await pilot.click("#again")
+        await on_screen(app, ClosedScreen)
+        assert "La borne est en maintenance" in texts(app)
+
+
+@pytest.mark.parametrize(
+    ("reason", "title", "sentence"),
+    [
+        ("closed", "Le bus est fermé", "La borne ouvrira à l'arrivée du bus."),
+        ("locked", "La borne est fermée", "Elle a été fermée à distance par l'équipe."),
+        ("wipe_failed", "La borne est en maintenance", "Un médiateur va la vérifier."),
+        ("ignition", "Le bus est fermé", "Le bus va partir. À bientôt !"),
+        ("starting", "Le bus est fermé", "La borne se prépare."),
+    ],
+)
+async def test_closed_screens(reason: str, title: str, sentence: str) -> None:
+    kiosk = ScriptedKiosk(available=False, closed_reason=reason)
+    app = launcher(kiosk)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await on_screen(app, ClosedScreen)
+        await wait_until(lambda: title in texts(app) and sentence in texts(app))
+        await pilot.click()  # touching a closed terminal does nothing
+        assert isinstance(app.screen, ClosedScreen)
+        kiosk.status.update(available=True, closed_reason=None)
+        await on_screen(app, WelcomeScreen)
+
+
+async def test_an_unreachable_controller_shows_a_calm_message_and_recovers() -> None:
+    kiosk = ScriptedKiosk()
+    kiosk.failing.add("kiosk.status")
+    app = launcher(kiosk)
+    async with app.run_test(size=(100, 40)):
+        await on_screen(app, ClosedScreen)
+        await wait_until(lambda: "La borne redémarre. Un instant…" in texts(app))
+        kiosk.failing.clear()
+        await on_screen(app, WelcomeScreen)
+
+
+async def test_offline_instead_of_a_browser_error_page_with_the_services_that_need_no_link() -> None:
+    kiosk = ScriptedKiosk(link_up=False)
+    for s in kiosk.status["services"]:
+        s["usable"] = not s["needs_link"]
+    app = launcher(kiosk)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await on_screen(app, WelcomeScreen)
+        await pilot.click("#touch")
+        await on_screen(app, OfflineScreen)
+        shown = texts(app)
+        assert "Pas de connexion Internet pour le moment" in shown
+        assert "Vous pouvez quand même utiliser :" in shown and "Guide de la borne" in shown
+        assert "CAF" not in shown
+        kiosk.status["link_up"] = True
+        await on_screen(app, ServicesScreen)
+        kiosk.status["link_up"] = False
+        await on_screen(app, OfflineScreen)
+        await pilot.click("#service-guide")
+        await on_screen(app, SessionScreen)
+
+
+async def test_offline_with_nothing_usable_says_to_come_back() -> None:
+    kiosk = ScriptedKiosk(link_up=False, services=[SERVICES[0]])
+    app = launcher(kiosk)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.click("#touch")
+        await on_screen(app, OfflineScreen)
+        assert "Revenez dans quelques minutes, ou demandez au médiateur." in texts(app)
+
+
+async def test_a_service_that_cannot_open_says_so_and_goes_back() -> None:
+    kiosk = ScriptedKiosk()
+    kiosk.failing.add("session.start")
+    app = launcher(kiosk)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.click("#touch")
+        await on_screen(app, ServicesScreen)
+        await pilot.click("#service-caf")
+        opening = await on_screen(app, OpeningScreen)
+        await wait_until(lambda: "Ce service ne peut pas s'ouvrir pour le moment" in texts(app))
+        assert opening.query_one("#back").display
+        await pilot.click("#back")
+        await on_screen(app, WelcomeScreen)
+
+
+async def test_keyboard_only_from_welcome_to_the_end() -> None:
+    kiosk = ScriptedKiosk()
+    app = launcher(kiosk)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await on_screen(app, WelcomeScreen)
+        await pilot.press("enter")
+        await on_screen(app, ServicesScreen)
+        assert app.focused.id == "service-caf"
+        await pilot.press("down")
+        assert app.focused.id == "service-impots"
+        await pilot.press("enter")
+        await on_screen(app, SessionScreen)
+        await pilot.press("enter")  # the end button has the focus
+        await on_screen(app, ConfirmEndScreen)
+        await pilot.press("down", "enter")  # "Oui, tout effacer"
+        end = await on_screen(app, EndScreen)
+        await wait_until(lambda: end.result is not None)
+        assert app.focused.id == "face-good"
+        await pilot.press("right", "enter")
+        await wait_until(lambda: ("session.feedback", {"rating": "neutral"}) in kiosk.calls)
+        await pilot.press("enter")
+        await on_screen(app, WelcomeScreen)
+
+
+async def test_visitors_cannot_quit_and_input_during_a_session_counts_as_activity() -> None:
+    kiosk = ScriptedKiosk()
+    app = launcher(kiosk)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("ctrl+q", "ctrl+c")
+        assert app.is_running
+        await kiosk.call("session.start", {"service": "caf"})
+        await on_screen(app, SessionScreen)
+        await pilot.press("tab")
+        await wait_until(lambda: "session.activity" in kiosk.commands())
+
+
+async def test_the_next_visitor_starts_in_french() -> None:
+    kiosk = ScriptedKiosk()
+    app = launcher(kiosk)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.click("#language")
+        await wait_until(lambda: "Touch the screen to start" in texts(app))
+        await pilot.click("#touch")
+        await on_screen(app, ServicesScreen)
+        await pilot.click("#service-caf")
+        await on_screen(app, SessionScreen)
+        assert ("session.start", {"service": "caf", "lang": "en"}) in kiosk.calls
+        await wait_until(lambda: "Finish and erase everything" in texts(app))
+        await pilot.click("#end")
+        await on_screen(app, ConfirmEndScreen)
+        await pilot.click("#yes")
+        end = await on_screen(app, EndScreen)
+        await wait_until(lambda: end.result is not None)
+        assert "Your data has been erased." in texts(app)
+        await pilot.click("#skip")
+        await pilot.click("#again")
+        await on_screen(app, WelcomeScreen)
+        assert "Touchez l'écran pour commencer" in texts(app)
+
+
+async def test_an_idle_services_screen_goes_back_to_welcome() -> None:
+    app = launcher(ScriptedKiosk(), back_after_s=0.3)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.click("#touch")
+        await on_screen(app, ServicesScreen)
+        await on_screen(app, WelcomeScreen)
+
+
+# --- layout at a fixed size (the Pi's 1280x800 screen with a 24 pt font gives about 80x24 cells) ---------------
+
+
+async def test_layout_at_80x24_whole_width_targets_and_the_end_button_in_view() -> None:
+    kiosk = ScriptedKiosk()
+    app = launcher(kiosk)
+    async with app.run_test(size=(80, 24)) as pilot:
+        welcome = await on_screen(app, WelcomeScreen)
+        width = welcome.content_region.width
+        touch = welcome.query_one("#touch")
+        assert touch.region.width == width and touch.region.height >= 9
+        assert touch.region.bottom <= 24
+        await pilot.click("#touch")
+        services = await on_screen(app, ServicesScreen)
+        for tile in services.query(ServiceTile):
+            assert tile.region.width >= width - 2 and tile.region.height >= 5
+        assert services.query_one("#back").region.bottom <= 24  # "Retour" always visible, tiles scroll
+        await pilot.click("#service-caf")
+        session = await on_screen(app, SessionScreen)
+        end = session.query_one("#end", BigButton)
+        assert end.region.width == width and end.region.height >= 5 and end.region.bottom <= 24
+        columns = (end.region.x, end.region.x + end.region.width // 2, end.region.right - 1)
+        region_text = [str(app.screen.get_widget_at(x, end.region.y + 2)[0].label) for x in columns]
+        assert region_text == ["Terminer et tout effacer"] * 3  # the whole row is the target
+
+
+# --- against a real controller -------------------------------------------------------------------------------
+
+
+async def test_launcher_on_a_real_controller_socket(run_controller: Any, kiosk_config: Any, visitor: Any) -> None:
+    cfg = kiosk_config()
+    controller = await run_controller(cfg)
+    await wait_until(lambda: controller.kiosk.phase == "idle")
+    app = launcher(KioskLink(cfg.api.kiosk_socket), poll_s=0.1)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await on_screen(app, ClosedScreen)
+        await wait_until(lambda: "Le bus est fermé" in texts(app))
+        await call_once(cfg.api.control_socket, "kiosk.open", {})
+        await on_screen(app, WelcomeScreen)
+        await pilot.click("#touch")
+        await on_screen(app, ServicesScreen)
+        assert "Navigation libre" not in texts(app)  # disabled tile
+        await pilot.click("#service-caf")
+        await on_screen(app, SessionScreen, timeout=10)
+        home = Path(controller.kiosk.session.home)
+        assert home.exists()
+        await wait_until(lambda: "Temps restant : 30 min" in texts(app))
+        await pilot.click("#end")
+        await on_screen(app, ConfirmEndScreen)
+        await pilot.click("#yes")
+        end = await on_screen(app, EndScreen)
+        await wait_until(lambda: end.result is not None, timeout=10)
+        assert "Vos données ont été effacées." in texts(app) and not home.exists()
+        await pilot.click("#face-bad")
+        await wait_until(lambda: "Merci ! À bientôt." in texts(app))
+        rows = await controller.store.run(lambda db: db.execute("SELECT satisfaction FROM kiosk_sessions").fetchall())
+        assert rows == [("bad",)]
+        await call_once(cfg.api.control_socket, "kiosk.lock", {"reason": "test"})
+        await on_screen(app, ClosedScreen)
+        await wait_until(lambda: "La borne est fermée" in texts(app))
