@@ -27,6 +27,7 @@ TAG_INTEGER, TAG_BOOLEAN, TAG_ENUM = 0x21, 0x22, 0x23
 TAG_NAME, TAG_KEYWORD, TAG_URI, TAG_CHARSET, TAG_LANGUAGE = 0x42, 0x44, 0x45, 0x47, 0x48
 JOB_STATES = {3: "pending", 4: "held", 5: "processing", 6: "stopped", 7: "canceled", 8: "aborted", 9: "completed"}
 FINISHED_STATES = ("canceled", "aborted", "completed")
+PRINTER_STOPPED = 5
 
 JOB_ATTRIBUTES = (
     "job-id",
@@ -275,6 +276,9 @@ class SessionPrinting:
             jobs = await asyncio.to_thread(self.user_jobs)
             if all(j.finished for j in jobs) or self.monotonic() >= deadline:
                 return jobs
+            state = await asyncio.to_thread(self.cups.printer_state, self.printer)
+            if state.get("printer-state") == PRINTER_STOPPED:
+                return jobs  # paused or out of order: waiting would only keep the next visitor out
             await asyncio.sleep(poll_s)
 
     def purge(self) -> SpoolReport:

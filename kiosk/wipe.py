@@ -19,6 +19,7 @@ import pwd
 import shutil
 import signal
 import stat
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -148,11 +149,11 @@ async def kill_user_processes(
         # which a fork loop cannot outrun; the /proc sweep below catches anything setuid'd in between.
         with contextlib.suppress(OSError):
             proc = await asyncio.create_subprocess_exec(
-                "kill",
-                "-s",
-                "KILL",
-                "--",
-                "-1",
+                sys.executable,
+                "-I",
+                "-S",
+                "-c",
+                "import os, signal\ntry: os.kill(-1, signal.SIGKILL)\nexcept ProcessLookupError: pass",
                 user=user.uid,
                 group=user.gid,
                 extra_groups=[],
