@@ -8,6 +8,7 @@ three operations, so the encoding is done here rather than through a C binding.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import itertools
 import socket
@@ -281,12 +282,24 @@ class SessionPrinting:
                 return jobs  # paused or out of order: waiting would only keep the next visitor out
             await asyncio.sleep(poll_s)
 
-    def purge(self) -> SpoolReport:
-        """Cancel every job of the session user and remove it from the spool and the job history."""
-        jobs = self.user_jobs()
-        purged = 0
-        for job in jobs:
-            self.cups.cancel_job(self.printer, job.id, purge=True)
-            purged += 1
+    async def purge(self, timeout_s: float = 10.0, poll_s: float = 0.1) -> SpoolReport:
+        """Cancel every job of the session user and remove it from the spool and the job history.
+
+        A job being printed is cancelled asynchronously (cupsd first stops its filters and backend), so the
+        purge is repeated until the user has no job left or ``timeout_s`` has passed.
+        """
+        jobs = await asyncio.to_thread(self.user_jobs)
         # Pages are read before the purge: a purged job leaves no trace to count.
-        return SpoolReport(pages=sum(j.pages for j in jobs), jobs=len(jobs), purged=purged)
+        report = SpoolReport(pages=sum(j.pages for j in jobs), jobs=len(jobs), purged=0)
+        deadline = self.monotonic() + timeout_s
+        remaining = jobs
+        while remaining:
+            for job in remaining:
+                with contextlib.suppress(PrintError):  # already gone, or still stopping: checked again below
+                    await asyncio.to_thread(self.cups.cancel_job, self.printer, job.id, purge=True)
+            if self.monotonic() >= deadline:
+                break
+            await asyncio.sleep(poll_s)
+            remaining = await asyncio.to_thread(self.user_jobs)
+        report.purged = report.jobs - len(remaining)
+        return report

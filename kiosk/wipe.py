@@ -320,7 +320,7 @@ class Wiper:
             try:
                 if print_wait_s > 0:
                     await self.printing.wait_printed(print_wait_s)
-                report = await asyncio.to_thread(self.printing.purge)
+                report = await self.printing.purge()
                 pages, jobs = report.pages, report.jobs
             except PrintError as exc:
                 problems.append(f"print jobs not purged: {exc}")

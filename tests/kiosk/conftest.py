@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -92,6 +93,42 @@ def kiosk_config(tmp_path: Path, sessions_root: Path, visitor: pwd.struct_passwd
         return make_config(tmp_path, kiosk=section, **(sections or {}))
 
     return build
+
+
+def to_toml(raw: dict[str, Any]) -> str:
+    """Just enough TOML for a test config file: tables, arrays of tables, scalars and lists."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        raise TypeError(f"cannot write {v!r} as TOML")
+
+    lines: list[str] = []
+    for name, table in raw.items():
+        scalars = {k: v for k, v in table.items() if not (isinstance(v, list) and v and isinstance(v[0], dict))}
+        arrays = {k: v for k, v in table.items() if k not in scalars}
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {value(v)}" for k, v in scalars.items()]
+        for key, items in arrays.items():
+            for item in items:
+                lines.append(f"[[{name}.{key}]]")
+                lines += [f"{k} = {value(v)}" for k, v in item.items()]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="session")
+def cupsd() -> Iterator[Any]:
+    from .cups import CupsServer
+
+    server = CupsServer().start()
+    yield server
+    server.stop()
 
 
 def visitor_traces(uid: int) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import struct
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,6 @@ from tests.conftest import wait_until
 
 from .conftest import TEST_USER
 from .cups import CupsServer, pdf
-
-
-@pytest.fixture(scope="module")
-def cupsd() -> Iterator[CupsServer]:
-    server = CupsServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -81,7 +73,7 @@ def test_pages_counted_then_jobs_purged_over_the_unix_socket(cupsd: CupsServer, 
     wait = asyncio.run(printing.wait_printed(30))
     assert [j.id for j in wait] == [job] and wait[0].state == "completed" and wait[0].pages == 3
     assert any(name.endswith(f"{job:05d}") or f"{job:05d}-" in name for name in cupsd.spool_files())
-    report = printing.purge()
+    report = asyncio.run(printing.purge())
     assert (report.pages, report.jobs, report.purged) == (3, 1, 1)
     assert printing.user_jobs() == []
     assert not any(f"{job:05d}" in name for name in cupsd.spool_files())
