@@ -309,11 +309,16 @@ class MainScreen(_AppScreen, Screen):
         self.show_header()
         await self.show_body()
 
+    async def on_screen_resume(self) -> None:
+        self.show_header()  # back from the login, a dialog or the interlock warning: catch up
+        await self.show_body()
+
     def show_header(self) -> None:
-        if not self.is_mounted:
+        bars = self.query(StatusBar)
+        if not bars:
             return  # messages may arrive before the screen is composed: on_mount catches up
         c = self.console_app
-        self.query_one(StatusBar).show(c.snapshot, c.i18n)
+        bars.first().show(c.snapshot, c.i18n)
         banner = self.query_one("#banner", Static)
         banner.update(Content(c.banner or ""))
         banner.display = bool(c.banner)
@@ -336,7 +341,7 @@ class MainScreen(_AppScreen, Screen):
         return ("road", lang, tour.get("date"), tour.get("suggested"), stops, tour.get("clock_synced")), RoadView()
 
     async def show_body(self, force: bool = False) -> None:
-        if not self.is_mounted:
+        if not self.query("#body"):
             return
         key, view = self._body_for()
         body = self.query_one("#body", Container)
