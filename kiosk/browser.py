@@ -25,6 +25,7 @@ from .wipe import KioskError, SessionUser
 log = logging.getLogger("allervers.kiosk")
 
 START_TIMEOUT_S = 30.0
+TMPDIR_MAX = 48  # characters: measured with Chromium 156, a longer TMPDIR makes it exit at start
 LOCALES = {"fr": "fr_FR.UTF-8", "en": "en_GB.UTF-8"}
 
 
@@ -66,7 +67,7 @@ class CdpPipe:
                     continue
                 for listener in list(self.listeners):
                     listener(message)
-        except (asyncio.IncompleteReadError, ConnectionError, OSError, json.JSONDecodeError):
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, OSError, ValueError):
             pass
         finally:
             self.closed = True
@@ -141,11 +142,14 @@ def browser_env(user: SessionUser, home: Path, lang: str, extra: list[str], bar_
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "LANG": LOCALES.get(lang, LOCALES["fr"]),
         "LANGUAGE": lang,
-        "TMPDIR": str(home / "tmp"),
         "XDG_CONFIG_HOME": str(home / ".config"),
         "XDG_CACHE_HOME": str(home / ".cache"),
         "XDG_DATA_HOME": str(home / ".local" / "share"),
     }
+    # Temporary files in the session's tmpfs home rather than /tmp (on the SD card on a Pi), unless the path is
+    # too long for the Unix socket Chromium makes there (org.chromium.Chromium.XXXXXX/SingletonSocket).
+    if len(str(home / "tmp")) <= TMPDIR_MAX:
+        env["TMPDIR"] = str(home / "tmp")
     if bar_socket is not None:
         env["ALLERVERS_BAR_SOCKET"] = str(bar_socket)
     for item in extra:

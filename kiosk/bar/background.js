@@ -29,11 +29,37 @@ chrome.runtime.onConnect.addListener((page) => {
   }
   page.onMessage.addListener((message) => {
     if (!bridge) {
-      connectBridge();
+      // A page that loaded before the extension did (the first one, opened with the browser) got no content script:
+// add the bar to every open tab now; bar.js does nothing on a page that already has it.
+function addBarToOpenTabs() {
+  chrome.tabs.query({}, (tabs) => {
+    for (const tab of tabs) {
+      if (tab.url && /^https?:/.test(tab.url)) {
+        chrome.scripting.executeScript({ target: { tabId: tab.id }, files: ["bar.js"] }).catch(() => {});
+      }
+    }
+  });
+}
+
+connectBridge();
+addBarToOpenTabs();
     }
     bridge.postMessage(message);
   });
   page.onDisconnect.addListener(() => pages.delete(page));
 });
 
+// A page that loaded before the extension did (the first one, opened with the browser) got no content script:
+// add the bar to every open tab now; bar.js does nothing on a page that already has it.
+function addBarToOpenTabs() {
+  chrome.tabs.query({}, (tabs) => {
+    for (const tab of tabs) {
+      if (tab.url && /^https?:/.test(tab.url)) {
+        chrome.scripting.executeScript({ target: { tabId: tab.id }, files: ["bar.js"] }).catch(() => {});
+      }
+    }
+  });
+}
+
 connectBridge();
+addBarToOpenTabs();

@@ -44,7 +44,7 @@ def visitor() -> pwd.struct_passwd:
 @pytest.fixture
 def sessions_root() -> Iterator[Path]:
     """A folder on a tmpfs (as on the Pi) the session user can reach (pytest's tmp_path is private to root)."""
-    base = Path(tempfile.mkdtemp(prefix="allervers-kiosk-", dir="/dev/shm"))
+    base = Path(tempfile.mkdtemp(prefix="akt-", dir="/dev/shm"))  # short: Chromium's sockets live under it
     os.chmod(base, 0o755)
     yield base
     shutil.rmtree(base, ignore_errors=True)
