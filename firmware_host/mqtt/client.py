@@ -32,6 +32,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 log = logging.getLogger("allervers.mqtt")
 
 Ack = tuple[int, bool, str]  # (mid, delivered, reason)
+INBOX_SLICE = 200  # incoming messages handed to the loop per turn
 
 
 class MqttSetupError(ValueError):
@@ -144,6 +145,7 @@ class Session:
         self.messages_out = 0
         self.payload_bytes_out = 0  # topic + payload as handed to paho (the proxy in the benchmark counts the wire)
         self._aliases: dict[str, int] = {}
+        self._alias_props: dict[int, Properties] = {}
         self._client: paho.Client | None = None
         self._connack: asyncio.Future | None = None
         self._acks: collections.deque[Ack] = collections.deque()
@@ -270,15 +272,18 @@ class Session:
         topic alias when the broker allows one: the topic is sent once per connection, then 2 bytes instead."""
         assert self._client is not None
         sent_topic = topic
-        if alias and self.topic_alias_max:
+        if alias and self.topic_alias_max and properties is None:
             number = self._aliases.get(topic)
             if number is None and len(self._aliases) < self.topic_alias_max:
                 number = self._aliases[topic] = len(self._aliases) + 1
             elif number is not None:
                 sent_topic = ""
             if number is not None:
-                properties = properties or publish_properties()
-                properties.TopicAlias = number
+                # One Properties object per alias, shared by every message (paho's Properties are costly to build
+                # and never modified once handed over).
+                properties = self._alias_props.get(number)
+                if properties is None:
+                    properties = self._alias_props[number] = publish_properties(TopicAlias=number)
         info = self._client.publish(sent_topic, payload, qos=qos, retain=retain, properties=properties)
         self.messages_out += 1
         self.payload_bytes_out += len(sent_topic.encode()) + len(payload)
@@ -314,8 +319,12 @@ class Session:
     def _drain_inbox(self) -> None:
         self._inbox_scheduled = False
         batch: list[paho.MQTTMessage] = []
-        while self._inbox:
+        while self._inbox and len(batch) < INBOX_SLICE:
             batch.append(self._inbox.popleft())
+        if self._inbox and not self._inbox_scheduled:
+            # A flood is handed over in slices, so that whatever else the loop does (a key press) gets a turn.
+            self._inbox_scheduled = True
+            self.loop.call_soon(self._drain_inbox)
         if batch and self.on_messages is not None:
             self.on_messages(batch)
 

@@ -76,6 +76,7 @@ class MqttLink:
         self._sent_state: dict[str, dict[str, Any]] = {}  # last state sent per component (in flight or acked)
         self._acked_state: dict[str, dict[str, Any]] = {}  # last state the broker acknowledged
         self._acked_at: dict[str, float] = {}  # monotonic time of that acknowledgement
+        self._sent_at: dict[str, float] = {}  # monotonic time of the last send (the refresh clock)
         self._state_mids: dict[int, tuple[str, dict[str, Any]]] = {}
         self._discovery_mids: set[int] = set()
         self._reply_mids: set[int] = set()
@@ -251,9 +252,9 @@ class MqttLink:
                 return "link down"
             if self._refused:
                 return f"refused by the broker: {self._refused}"
-            if outbox.in_flight >= WINDOW or outbox.caught_up():
+            if self._window_full() or outbox.caught_up():
                 self._wake.clear()
-                if outbox.in_flight >= WINDOW or outbox.caught_up():
+                if self._window_full() or outbox.caught_up():
                     await self._wake.wait()
                 continue
             newest = self.controller.store.last_seq
@@ -264,13 +265,17 @@ class MqttLink:
                 outbox.cursor = max(outbox.cursor, newest)  # a seq lost to a rolled-back write
                 continue
             topic = self.topics.events
-            for event in batch:
-                if event["seq"] <= outbox.cursor:
+            for seq, payload in batch:
+                if seq <= outbox.cursor:
                     continue
-                outbox.sent(event["seq"], session.publish(topic, encode(event), alias=True))
+                outbox.sent(seq, session.publish(topic, payload, alias=True))
                 self.events_sent += 1
 
     _closed_reason: str | None = None
+
+    def _window_full(self) -> bool:
+        # Refill in whole batches: one store read per BATCH acknowledgements, not one per acknowledgement.
+        return self.outbox.in_flight > WINDOW - BATCH
 
     def _on_closed(self, reason: str) -> None:
         self._closed_reason = reason
@@ -284,6 +289,7 @@ class MqttLink:
         self._reply_mids.clear()
         self._pending_digest = None
         self._sent_state = dict(self._acked_state)
+        self._sent_at = dict(self._acked_at)  # what was in flight may be lost: due again by the acked time
         self._closed_reason = None
         self.connected_since = None
 
@@ -395,6 +401,7 @@ class MqttLink:
             mid = session.publish(self.topics.state(component), encode(payload), retain=True, alias=True)
             self._state_mids[mid] = (component, payload)
             self._sent_state[component] = payload
+            self._sent_at[component] = self.monotonic()
             self.state_messages += 1
             published.append(component)
         return published
@@ -406,10 +413,11 @@ class MqttLink:
         return self._publish_state(components, force=True)
 
     def refresh_due(self) -> list[str]:
-        """Components not acknowledged within ``refresh_s``: the periodic full refresh, per component."""
+        """Components not sent within ``refresh_s``: the periodic full refresh, per component (one published by
+        exception meanwhile is not sent again; one still waiting for its PUBACK is not sent twice)."""
         now = self.monotonic()
         components = self.controller.state.components
-        return [c for c in components if now - self._acked_at.get(c, -1e18) >= self.cfg.refresh_s]
+        return [c for c in components if now - self._sent_at.get(c, -1e18) >= self.cfg.refresh_s]
 
     def tick(self) -> list[str]:
         """The periodic work (also called by the benchmark with its own clock): the refresh, new components'

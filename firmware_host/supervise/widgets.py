@@ -7,9 +7,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Label, Sparkline
 
 from .fleet import BusView, Fleet
@@ -92,8 +94,8 @@ def row_cells(view: BusView, words: Words, now: float) -> tuple[Any, ...]:
 
 
 class FleetTable(DataTable):
-    """One row per bus, problems first. ``sync()`` folds in what changed since the last call: the whole table is
-    rebuilt only when the order changes, otherwise only the changed cells are touched."""
+    """One row per bus, problems first. ``sync()`` folds in what changed since the last call: new buses are added,
+    changed cells updated in place, and the rows re-sorted (a re-index, not a rebuild) when the order changed."""
 
     DEFAULT_CSS = """
     FleetTable { height: 1fr; }
@@ -105,7 +107,8 @@ class FleetTable(DataTable):
         self.words = words
         self.clock = clock
         self.syncs = 0
-        self.rebuilds = 0
+        self.reorders = 0
+        self.rows_added = 0
         self.cell_updates = 0
         self._order: list[str] = []
         self._cells: dict[str, tuple[Any, ...]] = {}
@@ -114,6 +117,7 @@ class FleetTable(DataTable):
         self.set_columns()
 
     def set_columns(self) -> None:
+        """(Re)build the table from scratch: at start and when the language changes."""
         self.clear(columns=True)
         for key in COLUMNS:
             self.add_column(self.words(f"col.{key}"), key=key)
@@ -122,39 +126,43 @@ class FleetTable(DataTable):
 
     @property
     def selected_bus(self) -> str | None:
-        if not self._order or self.cursor_row < 0 or self.cursor_row >= len(self._order):
+        if self.row_count == 0 or not 0 <= self.cursor_row < self.row_count:
             return None
-        return self._order[self.cursor_row]
+        return self.coordinate_to_cell_key(Coordinate(self.cursor_row, 0)).row_key.value
 
     def sync(self, *, force: bool = False) -> bool:
         """Bring the table up to date; returns True if anything was redrawn."""
         dirty = self.fleet.take_dirty()
-        if not dirty and not force:
+        if force:
+            dirty |= set(self.fleet.buses)
+        if not dirty:
             return False
         self.syncs += 1
         now = self.clock()
-        order = self.fleet.order()
-        if force or order != self._order:
-            selected = self.selected_bus
-            self.clear()
-            self._cells = {}
-            for bus in order:
-                cells = row_cells(self.fleet.buses[bus], self.words, now)
-                self._cells[bus] = cells
-                self.add_row(*cells, key=bus)
-            self._order = order
-            self.rebuilds += 1
-            if selected in self._cells:
-                self.move_cursor(row=order.index(selected), animate=False)
-            return True
-        for bus in dirty:
+        selected = self.selected_bus
+        for bus in sorted(dirty):
             cells = row_cells(self.fleet.buses[bus], self.words, now)
             old = self._cells.get(bus)
-            for key, new_value, old_value in zip(COLUMNS, cells, old or (None,) * len(COLUMNS), strict=True):
-                if new_value != old_value:
-                    self.update_cell(bus, key, new_value, update_width=True)
-                    self.cell_updates += 1
+            if old is None:
+                self.add_row(*cells, key=bus)
+                self.rows_added += 1
+            else:
+                for key, new_value, old_value in zip(COLUMNS, cells, old, strict=True):
+                    if new_value != old_value:
+                        # Widen a column when a value needs it, never shrink: Textual re-measures the whole
+                        # column (500 cells) on a shrink, once per updated cell.
+                        wider = cell_len(getattr(new_value, "plain", new_value)) > self.columns[key].content_width
+                        self.update_cell(bus, key, new_value, update_width=wider)
+                        self.cell_updates += 1
             self._cells[bus] = cells
+        order = self.fleet.order()
+        if order != self._order:
+            position = {bus: i for i, bus in enumerate(order)}
+            self.sort("bus", key=lambda cell: position[cell.plain])
+            self._order = order
+            self.reorders += 1
+            if selected is not None:
+                self.move_cursor(row=position[selected], animate=False)  # the cursor stays on its bus
         return True
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import shutil
 import socket
 import subprocess
@@ -222,7 +223,7 @@ def seqs_in_order(events: list[dict[str, Any]]) -> list[int]:
 class Proxy:
     """127.0.0.1:``port`` -> 127.0.0.1:``target``. ``bytes_up``/``bytes_down`` count every byte of every MQTT packet
     (client to broker, broker to client); ``freeze()`` stops forwarding (a link that hangs without closing);
-    ``latency_s`` delays every chunk one way (a satellite hop)."""
+    ``latency_s`` delays every byte by that much one way (a satellite hop), without limiting throughput."""
 
     def __init__(self, target: int, *, latency_s: float = 0.0):
         self.target = target
@@ -261,26 +262,50 @@ class Proxy:
             threading.Thread(target=self._pipe, args=(upstream, client, "down"), daemon=True).start()
 
     def _pipe(self, src: socket.socket, dst: socket.socket, direction: str) -> None:
+        if self.latency_s:
+            line: queue.Queue[tuple[float, bytes] | None] = queue.Queue()
+            threading.Thread(target=self._deliver, args=(line, src, dst), daemon=True).start()
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
                 self._flowing.wait()
-                if self.latency_s:
-                    time.sleep(self.latency_s)
                 with self._lock:
                     if direction == "up":
                         self.bytes_up += len(data)
                     else:
                         self.bytes_down += len(data)
+                if self.latency_s:
+                    line.put((time.monotonic() + self.latency_s, data))  # a delay line, not a throttle
+                else:
+                    dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            if self.latency_s:
+                line.put(None)
+            else:
+                self._shut(src, dst)
+
+    def _deliver(self, line: queue.Queue, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while (item := line.get()) is not None:
+                due, data = item
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
                 dst.sendall(data)
         except OSError:
             pass
         finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
+            self._shut(src, dst)
+
+    @staticmethod
+    def _shut(*socks: socket.socket) -> None:
+        for s in socks:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
 
     @property
     def total_bytes(self) -> int:
@@ -335,9 +360,18 @@ def synthetic_state(i: int, round_no: int) -> dict[str, dict[str, Any]]:
     }
 
 
-def publish_fleet(port: int, buses: int, rounds: int = 1, *, root: str = "allervers", offline_every: int = 0) -> int:
-    """Publish status and five states for ``buses`` synthetic buses, ``rounds`` times; returns messages sent.
-    Blocks until the broker acknowledged the last one (run it in a thread next to an app under test)."""
+def publish_fleet(
+    port: int,
+    buses: int,
+    rounds: int = 1,
+    *,
+    root: str = "allervers",
+    offline_every: int = 0,
+    rate: float | None = None,
+) -> int:
+    """Publish status and five states for ``buses`` synthetic buses, ``rounds`` times, as fast as possible or at
+    ``rate`` messages per second; returns messages sent. Blocks until the broker acknowledged the last one (run it
+    in a thread or another process next to an app under test)."""
     client = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2, client_id=f"fleet-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5
     )
@@ -356,6 +390,8 @@ def publish_fleet(port: int, buses: int, rounds: int = 1, *, root: str = "allerv
                 for component, values in synthetic_state(i, round_no).items():
                     info = client.publish(f"{prefix}/state/{component}", json.dumps(values), qos=1, retain=True)
                     sent += 1
+                    if rate:
+                        time.sleep(1 / rate)
         if info is not None:
             info.wait_for_publish(60)
     finally:

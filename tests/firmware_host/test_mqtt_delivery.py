@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from firmware_host.mqtt import link as link_mod
-from firmware_host.store import Store
+from firmware_host.mqtt.outbox import event_payload
+from firmware_host.store import Store, event_row_to_dict
 
 from ..conftest import make_config, wait_until
 from .mosquitto import Broker, Proxy, Watcher, seqs_in_order
@@ -340,3 +343,30 @@ async def test_kill_9_with_undelivered_events_sends_them_after_restart(tmp_path:
             proc.stderr.close()
         watcher.stop()
         proxy.close()
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=8,
+)
+
+
+KEYS = st.sampled_from(["seq", "ts", "type", "value", "é", 'a"b', "x"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    seq=st.integers(1, 2**62),
+    ts=st.floats(0, 4e9, allow_nan=False),
+    synced=st.integers(0, 1),
+    etype=st.text(min_size=1, max_size=30),
+    data=st.dictionaries(KEYS | st.text(max_size=6), _json),
+)
+def test_published_event_is_exactly_the_stored_event(
+    seq: int, ts: float, synced: int, etype: str, data: dict[str, Any]
+) -> None:
+    """The outbox builds payloads from the stored text; they must decode to what the store itself returns."""
+    text = json.dumps(data, separators=(",", ":"), default=str)
+    row = {"seq": seq, "ts": ts, "clock_synced": synced, "type": etype, "data": text}
+    assert json.loads(event_payload(seq, ts, synced, etype, text)) == event_row_to_dict(row)
