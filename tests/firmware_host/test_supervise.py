@@ -229,3 +229,45 @@ async def test_500_buses_render_coalesced_and_keys_keep_working(broker: Broker) 
         assert isinstance(app.screen, BusScreen) and app.screen.bus_id == target
         await pilot.press("escape")
         assert isinstance(app.screen, FleetScreen)
+
+
+# --- the command line -------------------------------------------------------------------------------------------
+
+
+def test_supervise_command_line_refuses_unsafe_or_broken_options(tmp_path: Path, capsys: Any) -> None:
+    from firmware_host.cli import main
+
+    assert main(["supervise", "--broker", "supervision.example.org", "--no-tls"]) == 2
+    assert "plaintext to 'supervision.example.org' is refused" in capsys.readouterr().err
+    missing = tmp_path / "office.password"
+    assert main(["supervise", "--username", "office", "--password-file", str(missing)]) == 2
+    assert f"{missing}: cannot read the MQTT password file" in capsys.readouterr().err
+    assert main(["supervise", "--password-file", str(missing)]) == 2
+    assert "--password-file needs --username" in capsys.readouterr().err
+    assert main(["supervise", "--cert-file", "c.pem"]) == 2
+    assert "go together" in capsys.readouterr().err
+    assert main(["supervise", "--root", "allervers/#", "--no-tls"]) == 2
+    assert "--root" in capsys.readouterr().err
+
+
+def test_supervise_options_come_from_the_bus_config_when_given(tmp_path: Path) -> None:
+    import argparse
+
+    from firmware_host.supervise.cli import add_arguments, options_from
+
+    toml = tmp_path / "bus.toml"
+    toml.write_text('[mqtt]\nhost = "broker.example.org"\nport = 8884\nca_file = "ca.pem"\nusername = "bus-01"\n')
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-c", "--config")
+    add_arguments(parser)
+    options = options_from(parser.parse_args(["-c", str(toml)]))
+    assert (options.host, options.port, options.tls, options.ca_file) == (
+        "broker.example.org",
+        8884,
+        True,
+        str(tmp_path / "ca.pem"),
+    )
+    assert options.username is None  # the office has its own account, never the bus's
+    assert options.address == "mqtts://broker.example.org:8884"
+    local = options_from(parser.parse_args(["--no-tls"]))
+    assert local.address == "mqtt://localhost:1883"
