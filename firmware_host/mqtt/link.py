@@ -106,8 +106,7 @@ class MqttLink:
         self._unsubscribe.append(c.state.subscribe(self._on_state))
         self._unsubscribe.append(c.store.subscribe(self._on_event))
         self._update_gate()
-        with contextlib.suppress(ValueError):  # a second link in tests: the first one keeps the command
-            c.registry.add("mqtt.status", self._cmd_status, ("control",), "the supervision link: connection, backlog")
+        c.registry.add("mqtt.status", self._cmd_status, ("control",), "the supervision link: connection, backlog")
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._run(), name="mqtt-link"),
@@ -126,11 +125,11 @@ class MqttLink:
             unsubscribe()
         session = self.session
         if session is not None and session.connected:
-            deadline = self.monotonic() + STOP_FLUSH_S
+            deadline = time.monotonic() + STOP_FLUSH_S  # real time, whatever clock the link was given
             mid = session.publish(self.topics.status, b"offline", retain=True)
             self._state_mids[mid] = ("", {})
             while session.connected and (self.outbox.in_flight or mid in self._state_mids):
-                if self.monotonic() > deadline:
+                if time.monotonic() > deadline:
                     break
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -221,7 +220,7 @@ class MqttLink:
         self.connected_since = self.monotonic()
         self.last_error = None
         log.info("mqtt: connected to %s (session present: %s)", self.options.address, session.session_present)
-        session.publish(self.topics.status, b"online", retain=True)
+        self._state_mids[session.publish(self.topics.status, b"online", retain=True)] = ("", {})
         if not session.session_present:
             filters = [(self.topics.commands, 1)]
             if self.cfg.ha_discovery:
