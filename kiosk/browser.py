@@ -145,6 +145,7 @@ def browser_env(user: SessionUser, home: Path, lang: str, extra: list[str], bar_
         "XDG_CONFIG_HOME": str(home / ".config"),
         "XDG_CACHE_HOME": str(home / ".cache"),
         "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "XDG_RUNTIME_DIR": str(home / "tmp"),  # private (0700) and wiped; browser_env may point elsewhere
     }
     # Temporary files in the session's tmpfs home rather than /tmp (on the SD card on a Pi), unless the path is
     # too long for the Unix socket Chromium makes there (org.chromium.Chromium.XXXXXX/SingletonSocket).
@@ -158,7 +159,7 @@ def browser_env(user: SessionUser, home: Path, lang: str, extra: list[str], bar_
     return env
 
 
-def install_native_host(profile_dir: Path, user: SessionUser, bar_dir: Path = BAR_DIR) -> Path:
+def install_native_host(profile_dir: Path, user: SessionUser, host: Path, bar_dir: Path = BAR_DIR) -> Path:
     """Register the session bar's bridge for this profile only (Chromium reads <user-data-dir>/NativeMessagingHosts)."""
     hosts = profile_dir / "NativeMessagingHosts"
     hosts.mkdir(mode=0o700, exist_ok=True)
@@ -168,7 +169,7 @@ def install_native_host(profile_dir: Path, user: SessionUser, bar_dir: Path = BA
             {
                 "name": NATIVE_HOST_NAME,
                 "description": "allervers kiosk session bar bridge",
-                "path": str(bar_dir / "host.py"),
+                "path": str(host),
                 "type": "stdio",
                 "allowed_origins": [f"chrome-extension://{bar_extension_id(bar_dir)}/"],
             }
@@ -213,7 +214,8 @@ class Browser:
         trampoline = ["/bin/bash", "-c", f'exec 3<&{child_r} 4>&{child_w} {child_r}<&- {child_w}>&- "$@"', "browser"]
         as_user: dict[str, Any] = {}
         if not self.user.is_self:
-            as_user = {"user": self.user.uid, "group": self.user.gid, "extra_groups": []}
+            # The user's own groups only (on the bus: allervers-display, to draw on cage's Wayland socket).
+            as_user = {"user": self.user.uid, "group": self.user.gid, "extra_groups": list(self.user.groups)}
         try:
             self.process = await asyncio.create_subprocess_exec(
                 *trampoline,

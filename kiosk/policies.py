@@ -7,10 +7,13 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from .wipe import world_runnable
 
 POLICY_FILE = "allervers-kiosk.json"
 BAR_DIR = Path(__file__).with_name("bar")
@@ -29,6 +32,15 @@ IDLE_ACTIONS = [
     "clear_autofill",
     "clear_site_settings",
 ]
+
+
+def bar_host_path(bar_dir: Path = BAR_DIR) -> Path | None:
+    """The bridge Chromium starts for the bar: the venv's ``allervers-kiosk-bar`` (pip gives it its exec bit,
+    which a wheel strips from host.py), else host.py in a source tree; None if the session user can run neither."""
+    for candidate in (Path(sys.executable).with_name("allervers-kiosk-bar"), bar_dir / "host.py"):
+        if world_runnable(candidate):
+            return candidate
+    return None
 
 
 def bar_extension_id(bar_dir: Path = BAR_DIR) -> str:

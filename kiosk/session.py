@@ -19,6 +19,7 @@ import datetime as dt
 import logging
 import os
 import secrets
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -95,6 +96,7 @@ class KioskManager:
         self.session: Session | None = None
         self.user: SessionUser | None = None
         self.wiper: Wiper | None = None
+        self.bar_host: Path | None = None
         self.sessions_today = 0
         self._today = ""
         self._lock = asyncio.Lock()
@@ -148,6 +150,14 @@ class KioskManager:
         if cfg.printer:
             printing = SessionPrinting(Cups(cfg.cups_server), cfg.printer, self.user.name, monotonic=self.monotonic)
         self.wiper = Wiper(self.user, cfg.sessions_dir, printing=printing)
+        if cfg.session_bar:
+            self.bar_host = policies.bar_host_path()
+            if self.bar_host is None:
+                log.error(
+                    "kiosk.session_bar: the bar's bridge allervers-kiosk-bar is not installed next to %s"
+                    " (pip install the package): sessions run without the bar",
+                    sys.executable,
+                )
         fstype = filesystem_type(cfg.sessions_dir)
         if fstype not in ("tmpfs", "ramfs"):
             log.warning(
@@ -407,12 +417,12 @@ class KioskManager:
             url=session.service.url,
             allow=session.service.allow,
             downloads_dir=str(home / "Downloads"),
-            session_bar=cfg.session_bar,
+            session_bar=cfg.session_bar and self.bar_host is not None,
             idle_timeout_min=idle_min,
         )
         await asyncio.to_thread(policies.write_policy, cfg.policy_dir, policy)
         bar_socket = None
-        if cfg.session_bar:
+        if cfg.session_bar and self.bar_host is not None:
             bar_socket = home / "bar.sock"
             if len(str(bar_socket).encode()) > 107:
                 log.warning("kiosk: %s too long for a socket: no session bar", bar_socket)
@@ -422,7 +432,7 @@ class KioskManager:
                 await session.bar.start()
                 if not self.user.is_self:
                     os.chown(bar_socket, self.user.uid, self.user.gid)
-                await asyncio.to_thread(install_native_host, home / "profile", self.user)
+                await asyncio.to_thread(install_native_host, home / "profile", self.user, self.bar_host)
         argv = build_command(
             cfg.browser_command,
             url=session.service.url,

@@ -43,6 +43,7 @@ class SessionUser:
     name: str
     uid: int
     gid: int
+    groups: tuple[int, ...] = ()  # supplementary groups from /etc/group (what a login would give it)
 
     @property
     def is_self(self) -> bool:
@@ -65,7 +66,36 @@ class SessionUser:
                 f"kiosk.session_user: running the browser as {entry.pw_name!r} needs the controller to run as root"
                 f' (it runs as uid {os.geteuid()}); use session_user = "" to run it as yourself while developing'
             )
-        return cls(entry.pw_name, entry.pw_uid, entry.pw_gid)
+        groups = tuple(g for g in os.getgrouplist(entry.pw_name, entry.pw_gid) if g != entry.pw_gid)
+        return cls(entry.pw_name, entry.pw_uid, entry.pw_gid, groups)
+
+
+def world_runnable(path: str | os.PathLike) -> bool:
+    """Can any user run this program? (Every folder on the way searchable by others, the file readable and
+    executable by others, and the same for a script's interpreter.) The session user is such an "other"."""
+    target = Path(os.path.realpath(path))
+    try:
+        mode = target.stat().st_mode
+        if not (mode & stat.S_IXOTH and mode & stat.S_IROTH and stat.S_ISREG(mode)):
+            return False
+        if any(not parent.stat().st_mode & stat.S_IXOTH for parent in target.parents):
+            return False
+        with open(target, "rb") as f:
+            first = f.readline(256)
+    except OSError:
+        return False
+    if first.startswith(b"#!"):
+        interpreter = first[2:].split()[0].decode(errors="replace") if first[2:].split() else ""
+        return bool(interpreter) and interpreter != str(path) and world_runnable(interpreter)
+    return True
+
+
+def _kill_helper() -> str:
+    """A Python the session user can run, for the kill(-1) below (the venv's may sit in root's home)."""
+    for candidate in ("/usr/bin/python3", sys.executable):
+        if world_runnable(candidate):
+            return candidate
+    return sys.executable
 
 
 @dataclass
@@ -145,11 +175,13 @@ async def kill_user_processes(
         def targets() -> list[int]:
             return user_processes(uid=user.uid)
 
+    found = set(await asyncio.to_thread(targets))
+    if found and not user.is_self:
         # kill(-1) from a process running as the user reaches all of that user's processes in one kernel walk,
         # which a fork loop cannot outrun; the /proc sweep below catches anything setuid'd in between.
         with contextlib.suppress(OSError):
             proc = await asyncio.create_subprocess_exec(
-                sys.executable,
+                _kill_helper(),
                 "-I",
                 "-S",
                 "-c",
@@ -163,18 +195,17 @@ async def kill_user_processes(
                 env={"PATH": "/usr/bin:/bin"},
             )
             await proc.wait()
-    killed: set[int] = set()
     deadline = time.monotonic() + timeout_s
     while True:
         alive = await asyncio.to_thread(targets)
         if not alive:
-            return len(killed), []
+            return len(found), []
         if time.monotonic() > deadline:
-            return len(killed), alive
+            return len(found - set(alive)), alive
         for pid in alive:
+            found.add(pid)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-                killed.add(pid)
         await asyncio.sleep(0.02)
 
 
@@ -247,8 +278,9 @@ def clear_directory(directory: str) -> int:
 def make_home(sessions_dir: str, session_id: str, user: SessionUser) -> Path:
     """A fresh home for one session, owned by the session user, private (0700)."""
     base = Path(sessions_dir)
-    base.mkdir(parents=True, exist_ok=True)
-    os.chmod(base, 0o755)
+    if not base.is_dir():
+        base.mkdir(parents=True)
+        os.chmod(base, 0o755)  # traversable by the session user; an existing one (a tmpfs, 0711) is kept as is
     home = base / session_id
     home.mkdir(mode=0o700)
     for sub in HOME_SUBDIRS:

@@ -43,7 +43,7 @@ async def test_bridge_relays_status_activity_and_the_end(run_controller: Any, ki
     socket_path = home / "bar.sock"
     assert socket_path.stat().st_uid == visitor.pw_uid and oct(socket_path.stat().st_mode & 0o777) == "0o600"
     manifest = json.loads((home / "profile/NativeMessagingHosts/fr.allervers.kiosk.json").read_text())
-    assert manifest["path"] == str(policies.BAR_DIR / "host.py")
+    assert manifest["path"] == str(policies.bar_host_path())
 
     # The bar socket answers only the bar's three commands.
     with pytest.raises(ClientError, match="not allowed on the bar socket"):

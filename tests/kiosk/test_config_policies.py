@@ -14,7 +14,7 @@ from firmware_host import config as config_mod
 from firmware_host.config import ConfigError
 from kiosk import policies
 from kiosk.browser import browser_env, build_command, install_native_host
-from kiosk.wipe import KioskError, SessionUser
+from kiosk.wipe import KioskError, SessionUser, world_runnable
 
 
 def validate(kiosk: dict[str, Any]) -> Any:
@@ -199,9 +199,11 @@ def test_the_browser_environment_is_clean(tmp_path: Path) -> None:
 def test_native_host_manifest_names_the_bridge_and_the_extension(tmp_path: Path) -> None:
     (tmp_path / "profile").mkdir()
     user = SessionUser.lookup("") if os.geteuid() != 0 else SessionUser("self", os.geteuid(), os.getegid())
-    manifest = json.loads(install_native_host(tmp_path / "profile", user).read_text())
+    host = policies.bar_host_path()
+    assert host is not None and world_runnable(host)  # the entry point pip installs, else host.py (source tree)
+    manifest = json.loads(install_native_host(tmp_path / "profile", user, host).read_text())
     assert manifest["name"] == "fr.allervers.kiosk" and manifest["type"] == "stdio"
-    assert manifest["path"] == str(policies.BAR_DIR / "host.py") and os.access(manifest["path"], os.X_OK)
+    assert manifest["path"] == str(host) and os.access(manifest["path"], os.X_OK)
     assert manifest["allowed_origins"] == [f"chrome-extension://{policies.bar_extension_id()}/"]
 
 
@@ -211,3 +213,17 @@ def test_session_user_lookup_errors() -> None:
     if os.geteuid() == 0:
         with pytest.raises(KioskError, match="must not be root"):
             SessionUser.lookup("")
+
+
+def test_world_runnable_looks_at_every_folder_and_the_interpreter(tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)
+    script = tmp_path / "tool"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o755)
+    assert world_runnable(script) is all(p.stat().st_mode & 0o001 for p in tmp_path.parents)
+    script.chmod(0o750)
+    assert not world_runnable(script)
+    script.chmod(0o755)
+    script.write_text("#!/nonexistent/python\n")
+    assert not world_runnable(script)
+    assert world_runnable("/bin/sh")

@@ -1,0 +1,1 @@
+"""The session bar: a Chromium extension (bar.js, background.js) and its native-messaging bridge (host.py)."""
