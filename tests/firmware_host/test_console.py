@@ -86,13 +86,13 @@ async def test_arrival_from_the_suggested_stop_to_open(bus: Any) -> None:
         await login(app, pilot)
         road = await wait_body(app, RoadView)
         assert "Menat, Place de l'église   (prochain)" in str(road.query_one("#stop-0", Button).label)
-        assert "Contact mairie : Mairie, 04 65 71 00 03" in text_of(road.query_one("#stop-detail", Static))
+        await wait_until(lambda: "Contact mairie : Mairie, 04 65 71 00 03" in text_of(road.query_one("#stop-detail")))
         await pilot.press("enter")  # the suggested stop has the focus: Enter confirms the arrival there
         view = await wait_body(app, ChecklistView)
         assert bus.state.value("checklist", "stop")["commune"] == "Menat"
         assert "[x] Courant secteur présent" in text_of(row(app, "shore_power"))
         assert "vérifié automatiquement" in text_of(row(app, "shore_power"))
-        assert "Reste à faire : 2 étape(s) obligatoire(s)" in text_of(view.query_one("#summary", Static))
+        await wait_until(lambda: "Reste à faire : 2 étape(s) obligatoire(s)" in text_of(view.query_one("#summary")))
 
         await sim_set(bus, **{"shore.connected": False})  # the socket trips: the step unticks on screen
         await wait_until(lambda: "[!] Courant secteur présent" in text_of(row(app, "shore_power")))
@@ -100,7 +100,7 @@ async def test_arrival_from_the_suggested_stop_to_open(bus: Any) -> None:
         await sim_set(bus, **{"shore.connected": True})
         await wait_until(lambda: "[x] Courant secteur présent" in text_of(row(app, "shore_power")))
 
-        assert app.focused is row(app, "parked")  # the first step left to do has the focus
+        await wait_until(lambda: app.focused is row(app, "parked"), message="focus on the first step to do")
         await pilot.press("enter")
         await wait_until(lambda: "coché par Marie" in text_of(row(app, "parked")), message="parked ticked")
         await pilot.click("#step-shore_plugged")
@@ -184,7 +184,7 @@ async def test_departure_then_the_next_stop_is_suggested(bus: Any) -> None:
         road = await wait_body(app, RoadView)
         await wait_until(lambda: "Manzat, Place du marché   (prochain)" in str(road.query_one("#stop-1", Button).label))
         assert "(fait)" in str(road.query_one("#stop-0", Button).label)
-        assert app.focused is road.query_one("#stop-1", Button)
+        await wait_until(lambda: app.focused is road.query_one("#stop-1", Button), message="focus on the next stop")
     assert bus.state.value("checklist", "phase") == "on_the_road"
 
 

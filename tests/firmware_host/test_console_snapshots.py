@@ -76,7 +76,8 @@ async def test_login_and_road_screens(bus: Any) -> None:
         await pilot.pause()
         check("login", screen_text(app))
         await login(app, pilot)
-        await wait_body(app, RoadView)
+        road = await wait_body(app, RoadView)
+        await wait_until(lambda: "Contact mairie" in text_of(road.query_one("#stop-detail")), message="focus")
         await pilot.pause()
         check("road", screen_text(app))
 
@@ -87,12 +88,14 @@ async def test_arrival_checklist_screen_french_and_english(bus: Any) -> None:
     await call_once(sock, "checklist.tick", {"step": "parked", "by": "Marie"})
     async with console(bus) as (app, pilot):
         await login(app, pilot)
-        await wait_body(app, ChecklistView)
+        view = await wait_body(app, ChecklistView)
         await wait_until(lambda: "coché par Marie" in text_of(row(app, "parked")))
+        await wait_until(lambda: "Reste à faire" in text_of(view.query_one("#summary")), message="summary")
         await pilot.pause()
         check("arrival_fr", screen_text(app))
         await pilot.press("f2")
         await wait_until(lambda: "ticked by Marie" in text_of(row(app, "parked")), message="English")
+        await wait_until(lambda: "Still to do" in text_of(body(app).query_one("#summary")), message="summary")
         await pilot.pause()
         check("arrival_en", screen_text(app))
 
