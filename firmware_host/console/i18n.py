@@ -26,10 +26,10 @@ TEXTS: dict[str, tuple[str, str]] = {
     "login.locked": ("Console verrouillée", "Console locked"),
     # link
     "link.down": (
-        "Contrôleur injoignable : {reason}. Nouvelle tentative…",
-        "Controller unreachable: {reason}. Retrying…",
+        "Contrôleur injoignable : {reason}. Nouvelle tentative...",
+        "Controller unreachable: {reason}. Retrying...",
     ),
-    "link.connecting": ("Connexion au contrôleur…", "Connecting to the controller…"),
+    "link.connecting": ("Connexion au contrôleur...", "Connecting to the controller..."),
     # header
     "hdr.shore": ("Secteur", "Shore"),
     "hdr.battery": ("Batterie", "Battery"),

@@ -41,7 +41,7 @@ class LoginScreen(_AppScreen, Screen):
         c = self.console_app
         t = c.i18n.t
         with Center(id="login-box"):
-            yield Static(Content(f"{t('login.title')} — {c.vehicle_name}"), id="login-title")
+            yield Static(Content(f"{t('login.title')} - {c.vehicle_name}"), id="login-title")
             yield Static(t("login.name"), classes="field-label")
             yield Input(value=c.driver or c.last_driver or "", id="name", max_length=64)
             if c.pin is not None:

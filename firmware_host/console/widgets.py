@@ -138,7 +138,7 @@ def status_lines(snapshot: dict[str, Any], i18n: I18n) -> list[Text]:
         item(third, t("hdr.alarms"), t("hdr.no_alarm"), GOOD)
     else:
         worst = "critical" if any(a.get("severity") in ("critical", "alarm") for a in alarms) else "warning"
-        shown = "  |  ".join(i18n.alarm(a) for a in alarms[:2]) + ("  |  …" if len(alarms) > 2 else "")
+        shown = "  |  ".join(i18n.alarm(a) for a in alarms[:2]) + ("  |  ..." if len(alarms) > 2 else "")
         item(third, f"{t('hdr.alarms')} ({len(alarms)})", shown, BAD if worst == "critical" else WARN)
     if controller.get("clock_synced") is False:
         third.append("   ")

@@ -119,7 +119,7 @@ async def test_the_console_command_on_a_real_terminal(tmp_path: Path, run_contro
         async def shows(text: str) -> bool:
             return text in await screen()
 
-        await wait_until(lambda: shows("Console du conducteur — Bus de test"), timeout=20, message="login screen")
+        await wait_until(lambda: shows("Console du conducteur - Bus de test"), timeout=20, message="login screen")
         await tmux(server, "send-keys", "-t", "console", "Marie", "Enter")
         await wait_until(lambda: shows("Sur la route"), timeout=15, message="the road view")
         await wait_until(lambda: shows("Menat, Place de l'église   (prochain)"), message="the day's stops")
