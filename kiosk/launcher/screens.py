@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, LoadingIndicator
+from textual.widgets import Button, LoadingIndicator, Static
 
 from .i18n import TEXTS
 from .messages import (
@@ -238,7 +238,9 @@ class IdleScreen(ModalScreen[None]):
 
 
 class EndScreen(KioskScreen):
-    """Wipe progress, then "Vos données ont été effacées", the optional three faces, then back to welcome."""
+    """Wipe progress, then "Vos données ont été effacées", the optional three faces, then back to welcome.
+
+    Only what applies is shown, so that it fits the public screen (about 80x24 cells) without scrolling."""
 
     def __init__(self, reason: str | None = None):
         super().__init__()
@@ -253,30 +255,32 @@ class EndScreen(KioskScreen):
         yield Notice("", id="end-phase")
         yield LoadingIndicator(id="end-progress")
         yield Notice("", id="end-pages")
-        yield Title("", id="feedback-question")
-        yield Faces({r: self.t(f"feedback.{r}") for r in ("good", "neutral", "bad")})
-        yield BigButton(self.t("feedback.skip"), id="skip", classes="secondary")
+        yield Title(self.t("feedback.question"), id="feedback-question")
+        yield Faces({r: self.t(f"feedback.{r}") for r in ("good", "neutral", "bad")}, self.t("feedback.skip"))
         yield BigButton(self.t("end.again"), id="again", classes="secondary")
 
     def on_mount(self) -> None:
-        for selector in ("#faces", "#skip", "#again", "#feedback-question"):
+        for selector in ("#faces", "#again", "#feedback-question"):
             self.query_one(selector).display = False
         self.show_reason(self.reason)
         self.show_phase(self.phase)
         if self.result is not None:
             self._render_result()
 
+    def _say(self, selector: str, text: str) -> None:
+        notice = self.query_one(selector, Static)
+        notice.update(text)
+        notice.display = bool(text)
+
     def show_reason(self, reason: str | None) -> None:
         self.reason = reason
-        if not self.is_mounted:
-            return
-        text = self.t(f"end.reason.{reason}") if f"end.reason.{reason}" in TEXTS else ""
-        self.query_one("#end-reason", Notice).update(text)
+        if self.is_mounted:
+            self._say("#end-reason", self.t(f"end.reason.{reason}") if f"end.reason.{reason}" in TEXTS else "")
 
     def show_phase(self, phase: str | None) -> None:
         self.phase = phase
         if self.result is None and self.is_mounted:
-            self.query_one("#end-phase", Notice).update(self.t(f"end.phase.{phase}") if phase else "")
+            self._say("#end-phase", self.t(f"end.phase.{phase}") if phase else "")
 
     def show_result(self, result: dict[str, Any], ask_feedback: bool) -> None:
         self.result, self.ask_feedback = result, ask_feedback
@@ -284,33 +288,30 @@ class EndScreen(KioskScreen):
             self._render_result()
 
     def _render_result(self) -> None:
-        result, ask_feedback = self.result or {}, self.ask_feedback
+        result = self.result or {}
         self.show_reason(result.get("reason"))
         self.query_one("#end-progress").display = False
-        self.query_one("#end-phase", Notice).update("")
+        self._say("#end-phase", "")
         if not result.get("ok"):
             self.query_one("#end-title", Title).update(self.t("end.failed"))
-            again = self.query_one("#again")
-            again.display = True
-            again.focus()
+            self._show_again()
             return
         self.query_one("#end-title", Title).update(self.t("end.done"))
-        if result.get("pages"):
-            self.query_one("#end-pages", Notice).update(self.t("end.pages", pages=result["pages"]))
-        if ask_feedback:
-            question = self.query_one("#feedback-question", Title)
-            question.update(self.t("feedback.question"))
-            question.display = True
+        self._say("#end-pages", self.t("end.pages", pages=result["pages"]) if result.get("pages") else "")
+        if self.ask_feedback:
+            self.query_one("#feedback-question").display = True
             self.query_one("#faces").display = True
-            self.query_one("#skip").display = True
             self.query_one("#face-good").focus()
         else:
             self.thank()
 
     def thank(self) -> None:
-        for selector in ("#faces", "#skip", "#feedback-question"):
+        for selector in ("#faces", "#feedback-question", "#end-reason"):
             self.query_one(selector).display = False
-        self.query_one("#end-pages", Notice).update(self.t("feedback.thanks"))
+        self._say("#end-pages", self.t("feedback.thanks"))
+        self._show_again()
+
+    def _show_again(self) -> None:
         again = self.query_one("#again")
         again.display = True
         again.focus()

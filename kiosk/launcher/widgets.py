@@ -47,7 +47,7 @@ class ServiceTile(BigButton):
 
 
 class Faces(Horizontal):
-    """The one-tap satisfaction question: three faces, each a big target."""
+    """The one-tap satisfaction question: three faces and "Passer" in one row, each a big target."""
 
     DEFAULT_CSS = """
     Faces {
@@ -60,13 +60,15 @@ class Faces(Horizontal):
     }
     """
 
-    def __init__(self, labels: dict[str, str]):
+    def __init__(self, labels: dict[str, str], skip: str):
         super().__init__(id="faces")
         self.labels = labels
+        self.skip = skip
 
     def compose(self) -> ComposeResult:
         for rating, label in self.labels.items():
             yield BigButton(label, id=f"face-{rating}", classes="face")
+        yield BigButton(self.skip, id="skip", classes="secondary")
 
 
 class Title(Static):

@@ -487,6 +487,22 @@ async def test_layout_at_80x24_whole_width_targets_and_the_end_button_in_view() 
         columns = (end.region.x, end.region.x + end.region.width // 2, end.region.right - 1)
         region_text = [str(app.screen.get_widget_at(x, end.region.y + 2)[0].label) for x in columns]
         assert region_text == ["Terminer et tout effacer"] * 3  # the whole row is the target
+        kiosk.status["session"]["warning"] = "5min"
+        await wait_until(lambda: "Il reste 5 minutes" in texts(app))
+        assert session.query_one("#end", BigButton).region.bottom <= 24  # the warning does not push it away
+
+        await pilot.click("#end")
+        await on_screen(app, ConfirmEndScreen)
+        assert all(app.screen.query_one(b).region.bottom <= 24 for b in ("#yes", "#no"))
+        await pilot.click("#yes")
+        done = await on_screen(app, EndScreen)
+        await wait_until(lambda: done.result is not None)
+        for button in ("#face-good", "#face-neutral", "#face-bad", "#skip"):
+            region = done.query_one(button).region
+            assert region.bottom <= 24 and region.height >= 5 and region.width >= 15, button
+        await pilot.click("#skip")
+        await wait_until(lambda: done.query_one("#again").display)
+        assert done.query_one("#again").region.bottom <= 24
 
 
 # --- against a real controller -------------------------------------------------------------------------------
