@@ -34,9 +34,7 @@ class Registry:
     def __init__(self) -> None:
         self.commands: dict[str, Command] = {}
 
-    def add(
-        self, name: str, handler: Handler, sockets: tuple[str, ...] = ("control",), help: str = ""
-    ) -> None:
+    def add(self, name: str, handler: Handler, sockets: tuple[str, ...] = ("control",), help: str = "") -> None:
         if name in self.commands:
             raise ValueError(f"API command {name!r} registered twice")
         self.commands[name] = Command(name, handler, frozenset(sockets), help)
@@ -60,6 +58,7 @@ class Connection:
     closed: bool = False
     max_queue: int = 1000
     _queue: asyncio.Queue | None = None
+    _pump_task: asyncio.Task | None = None
 
     def send(self, message: dict[str, Any]) -> None:
         """Queue a line to the client; a client too slow to read is dropped rather than grow memory."""
@@ -67,7 +66,7 @@ class Connection:
             return
         if self._queue is None:
             self._queue = asyncio.Queue()
-            asyncio.get_running_loop().create_task(self._pump())
+            self._pump_task = asyncio.get_running_loop().create_task(self._pump())
         if self._queue.qsize() >= self.max_queue:
             self.close()
             return
@@ -88,6 +87,8 @@ class Connection:
             self.closed = True
             for cleanup in self.cleanups:
                 cleanup()
+            if self._pump_task is not None and self._pump_task is not asyncio.current_task():
+                self._pump_task.cancel()
             self.writer.close()
 
 
@@ -190,9 +191,7 @@ class SocketServer:
         else:
             await self._reply(conn, rid, result=result)
 
-    async def _reply(
-        self, conn: Connection, rid: Any, *, result: Any = None, error: str | None = None
-    ) -> None:
+    async def _reply(self, conn: Connection, rid: Any, *, result: Any = None, error: str | None = None) -> None:
         message: dict[str, Any] = {"id": rid, "ok": error is None}
         if error is None:
             message["result"] = result

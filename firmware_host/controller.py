@@ -106,7 +106,10 @@ class DevicePoller:
         while True:
             if not self.is_open:
                 try:
-                    await asyncio.wait_for(self.device.open(), self.timeout_s)
+                    # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel that races a result,
+                    # which would leave this loop running after stop().
+                    async with asyncio.timeout(self.timeout_s):
+                        await self.device.open()
                     self.is_open = True
                     backoff = min(1.0, self.poll_s)
                 except (DeviceError, OSError, TimeoutError) as exc:
@@ -117,7 +120,8 @@ class DevicePoller:
                     continue
             started = self.monotonic()
             try:
-                values = await asyncio.wait_for(self.device.poll(), self.timeout_s)
+                async with asyncio.timeout(self.timeout_s):
+                    values = await self.device.poll()
             except (DeviceError, OSError, TimeoutError) as exc:
                 self._fail(exc)
                 await self._close()
@@ -143,7 +147,8 @@ class DevicePoller:
     async def _close(self) -> None:
         self.is_open = False
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.device.close(), 5)
+            async with asyncio.timeout(5):
+                await self.device.close()
 
 
 class Controller:
@@ -627,9 +632,7 @@ class Controller:
                     await result
         for server in self.servers:
             await server.stop()
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await cancel_and_wait(self.tasks)
         for poller in self.pollers.values():
             await poller._close()
         if self._alarm_timer is not None:
@@ -642,6 +645,19 @@ class Controller:
             with contextlib.suppress(Exception):
                 await self._emit("controller.stopped", uptime_s=round(time.monotonic() - self.started_mono))
             await self.store.close()
+
+
+async def cancel_and_wait(tasks: list[asyncio.Task], rounds: int = 20) -> None:
+    """Cancel tasks and wait until they are done, cancelling again any that swallowed the first cancel."""
+    pending = {t for t in tasks if not t.done()}
+    for _ in range(rounds):
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        _done, pending = await asyncio.wait(pending, timeout=0.5)
+    for task in pending:
+        log.error("task %s did not stop when cancelled", task.get_name())
 
 
 def _transport(cls: Any, section: Any) -> Any:
