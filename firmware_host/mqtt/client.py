@@ -141,6 +141,7 @@ class Session:
         self.max_inflight = max_inflight
         self.connected = False
         self.session_present = False
+        self.subscribed = False
         self.topic_alias_max = 0
         self.messages_out = 0
         self.payload_bytes_out = 0  # topic + payload as handed to paho (the proxy in the benchmark counts the wire)
@@ -188,6 +189,7 @@ class Session:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     async def open(self, timeout: float | None = None) -> None:
@@ -290,8 +292,16 @@ class Session:
         return info.mid
 
     def subscribe(self, filters: list[tuple[str, int]]) -> None:
+        """Subscribe; ``subscribed`` turns True when the broker has granted every filter (SUBACK)."""
         assert self._client is not None
+        self.subscribed = False
         self._client.subscribe(filters)
+
+    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, codes: list[ReasonCode], props: Any) -> None:
+        granted = all(not c.is_failure for c in codes)
+        if not granted:
+            log.error("%s: subscription refused: %s", self.options.address, ", ".join(str(c) for c in codes))
+        self.loop.call_soon_threadsafe(setattr, self, "subscribed", granted)
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, rc: ReasonCode, props: Any) -> None:
         # paho's thread. The flag is cleared by the drain before it empties the deque, so no ack is stranded.

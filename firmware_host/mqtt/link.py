@@ -144,6 +144,12 @@ class MqttLink:
 
     # --- the link gate ------------------------------------------------------------------------------------
 
+    @property
+    def listening(self) -> bool:
+        """Connected and subscribed to its commands (the broker kept the subscription, or granted it anew)."""
+        session = self.session
+        return session is not None and session.connected and (session.session_present or session.subscribed)
+
     def gate_open(self) -> bool:
         if self.cfg.link_gate == "always":
             return True

@@ -64,7 +64,7 @@ async def command_events(controller: Any) -> list[dict[str, Any]]:
 
 async def test_ping_reply_shape_and_event(tmp_path: Path, broker: Broker, office: Watcher, run_controller) -> None:
     controller = await run_controller(config(tmp_path, broker.port))
-    await wait_until(lambda: controller.mqtt.session is not None, message="connected")
+    await wait_until(lambda: controller.mqtt.listening, message="listening for commands")
     reply = await ask(office, "ping", request(rid="ping-1"))
     assert set(reply) == {"id", "ok", "error", "result"}
     assert reply["id"] == "ping-1" and reply["ok"] is True and reply["error"] is None
@@ -87,7 +87,7 @@ async def test_every_rejection_is_answered_with_its_reason_logged_and_not_acted_
     tmp_path: Path, broker: Broker, office: Watcher, run_controller
 ) -> None:
     controller = await run_controller(config(tmp_path, broker.port))
-    await wait_until(lambda: controller.mqtt.session is not None, message="connected")
+    await wait_until(lambda: controller.mqtt.listening, message="listening for commands")
     calls: list[dict[str, Any]] = []
     # The kiosk's local command, as the kiosk feature registers it: counts what is really acted on.
     controller.registry.add("kiosk.lock", lambda args, conn: calls.append(args) or {"locked": True}, ("control",))
@@ -172,13 +172,13 @@ async def test_replayed_id_is_rejected_after_a_restart(
 ) -> None:
     cfg = config(tmp_path, broker.port)
     first = await run_controller(cfg)
-    await wait_until(lambda: first.mqtt.session is not None, message="connected")
+    await wait_until(lambda: first.mqtt.listening, message="listening for commands")
     payload = request(rid="once-only", ttl_s=3600)
     assert (await ask(office, "ping", payload))["ok"] is True
     await first.stop()
 
     second = await run_controller(cfg)
-    await wait_until(lambda: second.mqtt.session is not None, message="reconnected")
+    await wait_until(lambda: second.mqtt.listening, message="listening again")
     reply = await ask(office, "ping", payload)  # the very same message, captured and sent again
     assert reply == {"id": "once-only", "ok": False, "error": "replay: id 'once-only' was already seen", "result": None}
 
@@ -202,7 +202,7 @@ async def test_mqtt5_response_topic_and_correlation_data(
     tmp_path: Path, broker: Broker, office: Watcher, run_controller
 ) -> None:
     controller = await run_controller(config(tmp_path, broker.port))
-    await wait_until(lambda: controller.mqtt.session is not None, message="connected")
+    await wait_until(lambda: controller.mqtt.listening, message="listening for commands")
     props = Properties(PacketTypes.PUBLISH)
     props.ResponseTopic = "office/replies/desk-3"
     props.CorrelationData = b"\x00\x01corr"
@@ -216,7 +216,7 @@ async def test_mqtt5_response_topic_and_correlation_data(
 
 async def test_alarms_and_refresh(tmp_path: Path, broker: Broker, office: Watcher, run_controller) -> None:
     controller = await run_controller(config(tmp_path, broker.port))
-    await wait_until(lambda: controller.mqtt.session is not None, message="connected")
+    await wait_until(lambda: controller.mqtt.listening, message="listening for commands")
     controller.io.drive("antenna_stowed", False)
     controller.io.drive("ignition", True)
     await wait_until(lambda: controller.alarms.active, message="interlock alarm")
@@ -238,7 +238,7 @@ async def test_alarms_and_refresh(tmp_path: Path, broker: Broker, office: Watche
 
 async def test_kiosk_commands_without_a_kiosk(tmp_path: Path, broker: Broker, office: Watcher, run_controller) -> None:
     controller = await run_controller(config(tmp_path, broker.port))
-    await wait_until(lambda: controller.mqtt.session is not None, message="connected")
+    await wait_until(lambda: controller.mqtt.listening, message="listening for commands")
     for name in ("kiosk.lock", "kiosk.unlock", "kiosk.end_session"):
         reply = await ask(office, name, request())
         assert reply["ok"] is False
@@ -249,7 +249,7 @@ async def test_kiosk_commands_go_to_the_kiosk_handlers(
     tmp_path: Path, broker: Broker, office: Watcher, run_controller
 ) -> None:
     controller = await run_controller(config(tmp_path, broker.port))
-    await wait_until(lambda: controller.mqtt.session is not None, message="connected")
+    await wait_until(lambda: controller.mqtt.listening, message="listening for commands")
     seen: list[tuple[str, dict[str, Any], str]] = []
 
     async def handler(name: str, args: dict[str, Any], conn: Any) -> dict[str, Any]:
@@ -274,7 +274,7 @@ async def test_inverter_mode_only_with_allow_writes(
             controller = await run_controller(
                 config(tmp_path / str(allow), broker.port, inverter={**inverter, "allow_writes": allow})
             )
-            await wait_until(lambda c=controller: c.mqtt.session is not None, message="connected")
+            await wait_until(lambda c=controller: c.mqtt.listening, message="listening for commands")
             reply = await ask(office, "inverter.mode", request({"mode": "charger_only"}))
             if expected:
                 assert reply["ok"] is False and expected in reply["error"]
@@ -290,7 +290,7 @@ async def test_inverter_mode_only_with_allow_writes(
     finally:
         await sim.stop()
     controller = await run_controller(config(tmp_path / "none", broker.port))
-    await wait_until(lambda: controller.mqtt.session is not None, message="connected")
+    await wait_until(lambda: controller.mqtt.listening, message="listening for commands")
     reply = await ask(office, "inverter.mode", request({"mode": "on"}))
     assert reply["error"] == "no inverter configured on this bus"
 
@@ -312,7 +312,7 @@ async def test_history_pages_fit_in_16_kib_and_buckets_merge(
             expected.setdefault(minute, []).append(soc)
     now[0] = time.time()
     await store.flush(everything=True)
-    await wait_until(lambda: controller.mqtt.session is not None, message="connected")
+    await wait_until(lambda: controller.mqtt.listening, message="listening for commands")
 
     rows: list[list[Any]] = []
     after = None
