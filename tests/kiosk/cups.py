@@ -101,11 +101,16 @@ Group lp
         return subprocess.run(["lpstat", "-h", self.server, *args], capture_output=True, text=True)
 
     def add_printer(self, name: str, uri: str) -> None:
-        subprocess.run(
-            ["lpadmin", "-h", self.server, "-p", name, "-E", "-v", uri, "-m", "drv:///sample.drv/generic.ppd"],
-            check=True,
-            capture_output=True,
-        )
+        argv = ["lpadmin", "-h", self.server, "-p", name, "-E", "-v", uri, "-m", "drv:///sample.drv/generic.ppd"]
+        deadline = time.monotonic() + 10
+        while True:
+            out = subprocess.run(argv, capture_output=True, text=True)
+            if out.returncode == 0:
+                return
+            # A busy machine: cupsd answers lpstat before it accepts a new queue (seen once under load).
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"lpadmin {name}: {out.stderr.strip() or out.stdout.strip()}")
+            time.sleep(0.2)
 
     def submit(self, printer: str, path: str, uid: int, gid: int) -> int:
         """Print ``path`` as the session user, as Chromium's print dialog would; returns the job id."""
