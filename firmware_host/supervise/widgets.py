@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -18,6 +17,20 @@ from .fleet import BusView, Fleet
 from .i18n import Words
 
 COLUMNS = ("bus", "status", "seen", "stop", "shore", "soc", "link", "kiosk", "sessions", "alarms")
+# Fixed widths (fits 140 columns): the layout does not jump as values change, and nothing is measured per update
+# (Textual re-measures a whole column when an auto-width cell changes). Longer values end with an ellipsis.
+WIDTHS = {
+    "bus": 12,
+    "status": 10,
+    "seen": 11,
+    "stop": 20,
+    "shore": 5,
+    "soc": 8,
+    "link": 13,
+    "kiosk": 11,
+    "sessions": 8,
+    "alarms": 20,
+}
 DASH = "—"
 
 
@@ -120,7 +133,7 @@ class FleetTable(DataTable):
         """(Re)build the table from scratch: at start and when the language changes."""
         self.clear(columns=True)
         for key in COLUMNS:
-            self.add_column(self.words(f"col.{key}"), key=key)
+            self.add_column(self.words(f"col.{key}"), key=key, width=WIDTHS[key])
         self._order, self._cells = [], {}
         self.sync(force=True)
 
@@ -149,10 +162,7 @@ class FleetTable(DataTable):
             else:
                 for key, new_value, old_value in zip(COLUMNS, cells, old, strict=True):
                     if new_value != old_value:
-                        # Widen a column when a value needs it, never shrink: Textual re-measures the whole
-                        # column (500 cells) on a shrink, once per updated cell.
-                        wider = cell_len(getattr(new_value, "plain", new_value)) > self.columns[key].content_width
-                        self.update_cell(bus, key, new_value, update_width=wider)
+                        self.update_cell(bus, key, new_value)
                         self.cell_updates += 1
             self._cells[bus] = cells
         order = self.fleet.order()

@@ -129,13 +129,15 @@ async def test_app_shows_a_real_bus_and_runs_commands(tmp_path: Path, broker: Br
             "Sessions",
             "Alarmes",
         ]
-        row = next(line for line in text.splitlines() if "bus-07" in line)
+        rows = [line for line in text.splitlines() if "bus-07" in line]
+        assert rows, text
+        row = rows[0]
         assert "en ligne" in row and "66 %" in row and "ok ▮▮▮▮▯" in row
 
         # The dish raised with the ignition on: the row says so at once.
         controller.io.drive("antenna_stowed", False)
         controller.io.drive("ignition", True)
-        await wait_until(lambda: "ALARME CRITIQUE" in screen_text(app), message="the alarm in the table")
+        await wait_until(lambda: "1 · ALARME CRITIQUE" in screen_text(app), message="the alarm in the table")
 
         await pilot.press("enter")
         assert isinstance(app.screen, BusScreen) and app.screen.bus_id == "bus-07"
