@@ -96,9 +96,7 @@ class VehicleIO:
                     ),
                 )
             if buzzer_pin is not None:
-                self.buzzer = self._claim(
-                    "buzzer", buzzer_pin, lambda: Buzzer(buzzer_pin, pin_factory=self.factory)
-                )
+                self.buzzer = self._claim("buzzer", buzzer_pin, lambda: Buzzer(buzzer_pin, pin_factory=self.factory))
             if status_led_pin is not None:
                 self.status_led = self._claim(
                     "status_led", status_led_pin, lambda: LED(status_led_pin, pin_factory=self.factory)

@@ -102,9 +102,7 @@ class Store:
             self._executor.submit(self._open).result()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{path}: cannot open the store: {exc}") from exc
-        self.last_seq: int = self._call(
-            lambda db: db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
-        )
+        self.last_seq: int = self._call(lambda db: db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
 
     # --- writer-thread side ---
 
@@ -162,9 +160,7 @@ class Store:
 
     def append_event_sync(self, etype: str, **data: Any) -> dict[str, Any]:
         """Append from outside the loop (start-up, shutdown, tools): blocks until durable."""
-        event = self._executor.submit(
-            self._insert_event, self.clock(), bool(self.clock_synced()), etype, data
-        ).result()
+        event = self._executor.submit(self._insert_event, self.clock(), bool(self.clock_synced()), etype, data).result()
         self.last_seq = event["seq"]
         return event
 
@@ -211,9 +207,7 @@ class Store:
         else:
             agg.add(float(value))
 
-    def _write_minutes(
-        self, minutes: dict[int, dict[str, _MinuteAggregate]], prune_before: int | None
-    ) -> None:
+    def _write_minutes(self, minutes: dict[int, dict[str, _MinuteAggregate]], prune_before: int | None) -> None:
         conn = self.db.conn
         conn.execute("BEGIN")
         try:
@@ -271,8 +265,7 @@ class Store:
 
         def query(db: sqlite_utils.Database) -> list[dict[str, Any]]:
             rows = db.execute(
-                "SELECT minute, data FROM aggregates WHERE minute >= ? AND minute < ? ORDER BY minute"
-                " LIMIT ?",
+                "SELECT minute, data FROM aggregates WHERE minute >= ? AND minute < ? ORDER BY minute LIMIT ?",
                 (first, math.ceil(end / 60), limit),
             ).fetchall()
             out = []

@@ -14,9 +14,14 @@ from ..conftest import wait_until
 
 
 def make_io(**kw: object) -> VehicleIO:
-    return VehicleIO(factory=MockFactory(), inputs={"ignition": InputPin(17), "shore_presence":
-                     InputPin(5, pull_up=False, active_high=True)}, buzzer_pin=23, status_led_pin=24,
-                     debounce_s=0.05, **kw)
+    return VehicleIO(
+        factory=MockFactory(),
+        inputs={"ignition": InputPin(17), "shore_presence": InputPin(5, pull_up=False, active_high=True)},
+        buzzer_pin=23,
+        status_led_pin=24,
+        debounce_s=0.05,
+        **kw,
+    )
 
 
 async def test_contact_closed_to_ground_is_active() -> None:
