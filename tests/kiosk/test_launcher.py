@@ -143,9 +143,25 @@ def texts(app: KioskApp) -> str:
     return "\n".join(t for t in out if t)
 
 
-async def on_screen(app: KioskApp, kind: type, timeout: float = 5.0) -> Any:
+async def on_screen(app: KioskApp, kind: type, timeout: float = 10.0) -> Any:
     await wait_until(lambda: isinstance(app.screen, kind) and app.screen.is_mounted, timeout, message=kind.__name__)
     return app.screen
+
+
+async def tap(pilot: Any, selector: str, timeout: float = 10.0) -> None:
+    """Click a widget once it is laid out on the current screen (under CPU load a screen can be mounted before
+    its first layout, and a click computed then hits nothing)."""
+
+    def placed() -> bool:
+        try:
+            widget = pilot.app.screen.query_one(selector)
+        except Exception:
+            return False
+        return widget.region.area > 0 and widget.display
+
+    await wait_until(placed, timeout, message=f"{selector} laid out")
+    await pilot.pause()
+    await pilot.click(selector)
 
 
 def launcher(kiosk: Any, **kwargs: Any) -> KioskApp:
@@ -160,16 +176,16 @@ async def test_welcome_in_plain_french_with_the_privacy_promise_and_english_on_d
         assert "Bienvenue" in shown and "Bus France Services" in shown
         assert "Touchez l'écran pour commencer" in shown
         assert "tout est effacé de l'ordinateur" in shown and "sans savoir qui vous êtes" in shown
-        await pilot.click("#language")
+        await tap(pilot, "#language")
         await on_screen(app, WelcomeScreen)
         await wait_until(lambda: "Touch the screen to start" in texts(app))
         assert "everything is erased" in texts(app) and "Français" in texts(app)
-        await pilot.click("#touch")
+        await tap(pilot, "#touch")
         await on_screen(app, ServicesScreen)
         assert "What would you like to do?" in texts(app) and "Family benefits (CAF)" in texts(app)
-        await pilot.click("#back")
+        await tap(pilot, "#back")
         await on_screen(app, WelcomeScreen)
-        await pilot.click("#language")
+        await tap(pilot, "#language")
         await wait_until(lambda: "Touchez l'écran pour commencer" in texts(app))
 
 
@@ -178,13 +194,13 @@ async def test_services_tiles_then_a_session_with_time_left_and_the_end_button()
     app = launcher(kiosk)
     async with app.run_test(size=(100, 40)) as pilot:
         await on_screen(app, WelcomeScreen)
-        await pilot.click("#touch")
+        await tap(pilot, "#touch")
         await on_screen(app, ServicesScreen)
         shown = texts(app)
         assert "Que voulez-vous faire ?" in shown
         assert "CAF\nAllocations familiales, aide au logement" in shown
         assert "Impôts\nDéclaration de revenus" in shown and "Retour" in shown
-        await pilot.click("#service-impots")
+        await tap(pilot, "#service-impots")
         await on_screen(app, SessionScreen)
         assert ("session.start", {"service": "impots", "lang": "fr"}) in kiosk.calls
         await wait_until(lambda: "Vous êtes sur : Impôts" in texts(app))
@@ -212,26 +228,26 @@ async def test_ending_asks_first_no_is_the_default_then_wipe_done_faces_and_back
     async with app.run_test(size=(100, 40)) as pilot:
         await kiosk.call("session.start", {"service": "caf"})
         await on_screen(app, SessionScreen)
-        await pilot.click("#end")
+        await tap(pilot, "#end")
         dialog = await on_screen(app, ConfirmEndScreen)
         assert "Terminer et effacer tout ce que vous avez fait sur cet ordinateur ?" in texts(app)
         assert dialog.focused.id == "no"
         await pilot.press("enter")  # a hurried Enter keeps the session
         await on_screen(app, SessionScreen)
         assert "session.end" not in kiosk.commands()
-        await pilot.click("#end")
+        await tap(pilot, "#end")
         await on_screen(app, ConfirmEndScreen)
-        await pilot.click("#yes")
+        await tap(pilot, "#yes")
         end = await on_screen(app, EndScreen)
         await wait_until(lambda: end.result is not None, message="the wipe result")
         shown = texts(app)
         assert "Vos données ont été effacées." in shown and "Pages imprimées : 2" in shown
         assert "Ce service vous a-t-il aidé ?" in shown
         assert "😊  Oui" in shown and "😐  Un peu" in shown and "🙁  Non" in shown and "Passer" in shown
-        await pilot.click("#face-good")
+        await tap(pilot, "#face-good")
         await wait_until(lambda: ("session.feedback", {"rating": "good"}) in kiosk.calls)
         await wait_until(lambda: "Merci ! À bientôt." in texts(app))
-        await pilot.click("#again")
+        await tap(pilot, "#again")
         await on_screen(app, WelcomeScreen)
         assert [c for c in kiosk.commands() if c != "session.activity"] == [
             "session.start",
@@ -247,12 +263,12 @@ async def test_skipping_the_question_records_nothing() -> None:
     async with app.run_test(size=(100, 40)) as pilot:
         await kiosk.call("session.start", {"service": "caf"})
         await on_screen(app, SessionScreen)
-        await pilot.click("#end")
+        await tap(pilot, "#end")
         await on_screen(app, ConfirmEndScreen)
-        await pilot.click("#yes")
+        await tap(pilot, "#yes")
         end = await on_screen(app, EndScreen)
         await wait_until(lambda: end.result is not None)
-        await pilot.click("#skip")
+        await tap(pilot, "#skip")
         await wait_until(lambda: "Merci ! À bientôt." in texts(app))
         assert "session.feedback" not in kiosk.commands()
 
@@ -267,7 +283,7 @@ async def test_are_you_still_there_and_the_answer() -> None:
         await on_screen(app, IdleScreen)
         await wait_until(lambda: "Sans réponse, tout sera effacé dans 42 secondes." in texts(app))
         assert "Êtes-vous toujours là ?" in texts(app) and "Oui, je suis là" in texts(app)
-        await pilot.click("#stay")
+        await tap(pilot, "#stay")
         await on_screen(app, SessionScreen)
         assert "session.activity" in kiosk.commands()
 
@@ -305,14 +321,14 @@ async def test_a_failed_wipe_says_a_mediator_will_check_then_maintenance() -> No
     async with app.run_test(size=(100, 40)) as pilot:
         await kiosk.call("session.start", {"service": "caf"})
         await on_screen(app, SessionScreen)
-        await pilot.click("#end")
+        await tap(pilot, "#end")
         await on_screen(app, ConfirmEndScreen)
-        await pilot.click("#yes")
+        await tap(pilot, "#yes")
         end = await on_screen(app, EndScreen)
         await wait_until(lambda: end.result is not None)
         assert "Un problème est survenu pendant l'effacement" in texts(app)
         assert "Ce service vous a-t-il aidé ?" not in texts(app)
-        await pilot.click("#again")
+        await tap(pilot, "#again")
         await on_screen(app, ClosedScreen)
         assert "La borne est en maintenance" in texts(app)
 
@@ -357,7 +373,7 @@ async def test_offline_instead_of_a_browser_error_page_with_the_services_that_ne
     app = launcher(kiosk)
     async with app.run_test(size=(100, 40)) as pilot:
         await on_screen(app, WelcomeScreen)
-        await pilot.click("#touch")
+        await tap(pilot, "#touch")
         await on_screen(app, OfflineScreen)
         shown = texts(app)
         assert "Pas de connexion Internet pour le moment" in shown
@@ -367,7 +383,7 @@ async def test_offline_instead_of_a_browser_error_page_with_the_services_that_ne
         await on_screen(app, ServicesScreen)
         kiosk.status["link_up"] = False
         await on_screen(app, OfflineScreen)
-        await pilot.click("#service-guide")
+        await tap(pilot, "#service-guide")
         await on_screen(app, SessionScreen)
 
 
@@ -375,7 +391,7 @@ async def test_offline_with_nothing_usable_says_to_come_back() -> None:
     kiosk = ScriptedKiosk(link_up=False, services=[SERVICES[0]])
     app = launcher(kiosk)
     async with app.run_test(size=(100, 40)) as pilot:
-        await pilot.click("#touch")
+        await tap(pilot, "#touch")
         await on_screen(app, OfflineScreen)
         assert "Revenez dans quelques minutes, ou demandez au médiateur." in texts(app)
 
@@ -385,13 +401,13 @@ async def test_a_service_that_cannot_open_says_so_and_goes_back() -> None:
     kiosk.failing.add("session.start")
     app = launcher(kiosk)
     async with app.run_test(size=(100, 40)) as pilot:
-        await pilot.click("#touch")
+        await tap(pilot, "#touch")
         await on_screen(app, ServicesScreen)
-        await pilot.click("#service-caf")
+        await tap(pilot, "#service-caf")
         opening = await on_screen(app, OpeningScreen)
         await wait_until(lambda: "Ce service ne peut pas s'ouvrir pour le moment" in texts(app))
         assert opening.query_one("#back").display
-        await pilot.click("#back")
+        await tap(pilot, "#back")
         await on_screen(app, WelcomeScreen)
 
 
@@ -435,22 +451,22 @@ async def test_the_next_visitor_starts_in_french() -> None:
     kiosk = ScriptedKiosk()
     app = launcher(kiosk)
     async with app.run_test(size=(100, 40)) as pilot:
-        await pilot.click("#language")
+        await tap(pilot, "#language")
         await wait_until(lambda: "Touch the screen to start" in texts(app))
-        await pilot.click("#touch")
+        await tap(pilot, "#touch")
         await on_screen(app, ServicesScreen)
-        await pilot.click("#service-caf")
+        await tap(pilot, "#service-caf")
         await on_screen(app, SessionScreen)
         assert ("session.start", {"service": "caf", "lang": "en"}) in kiosk.calls
         await wait_until(lambda: "Finish and erase everything" in texts(app))
-        await pilot.click("#end")
+        await tap(pilot, "#end")
         await on_screen(app, ConfirmEndScreen)
-        await pilot.click("#yes")
+        await tap(pilot, "#yes")
         end = await on_screen(app, EndScreen)
         await wait_until(lambda: end.result is not None)
         assert "Your data has been erased." in texts(app)
-        await pilot.click("#skip")
-        await pilot.click("#again")
+        await tap(pilot, "#skip")
+        await tap(pilot, "#again")
         await on_screen(app, WelcomeScreen)
         assert "Touchez l'écran pour commencer" in texts(app)
 
@@ -458,7 +474,7 @@ async def test_the_next_visitor_starts_in_french() -> None:
 async def test_an_idle_services_screen_goes_back_to_welcome() -> None:
     app = launcher(ScriptedKiosk(), back_after_s=0.3)
     async with app.run_test(size=(100, 40)) as pilot:
-        await pilot.click("#touch")
+        await tap(pilot, "#touch")
         await on_screen(app, ServicesScreen)
         await on_screen(app, WelcomeScreen)
 
@@ -475,12 +491,12 @@ async def test_layout_at_80x24_whole_width_targets_and_the_end_button_in_view() 
         touch = welcome.query_one("#touch")
         assert touch.region.width == width and touch.region.height >= 9
         assert touch.region.bottom <= 24
-        await pilot.click("#touch")
+        await tap(pilot, "#touch")
         services = await on_screen(app, ServicesScreen)
         for tile in services.query(ServiceTile):
             assert tile.region.width >= width - 2 and tile.region.height >= 5
         assert services.query_one("#back").region.bottom <= 24  # "Retour" always visible, tiles scroll
-        await pilot.click("#service-caf")
+        await tap(pilot, "#service-caf")
         session = await on_screen(app, SessionScreen)
         end = session.query_one("#end", BigButton)
         assert end.region.width == width and end.region.height >= 5 and end.region.bottom <= 24
@@ -491,16 +507,16 @@ async def test_layout_at_80x24_whole_width_targets_and_the_end_button_in_view() 
         await wait_until(lambda: "Il reste 5 minutes" in texts(app))
         assert session.query_one("#end", BigButton).region.bottom <= 24  # the warning does not push it away
 
-        await pilot.click("#end")
+        await tap(pilot, "#end")
         await on_screen(app, ConfirmEndScreen)
         assert all(app.screen.query_one(b).region.bottom <= 24 for b in ("#yes", "#no"))
-        await pilot.click("#yes")
+        await tap(pilot, "#yes")
         done = await on_screen(app, EndScreen)
         await wait_until(lambda: done.result is not None)
         for button in ("#face-good", "#face-neutral", "#face-bad", "#skip"):
             region = done.query_one(button).region
             assert region.bottom <= 24 and region.height >= 5 and region.width >= 15, button
-        await pilot.click("#skip")
+        await tap(pilot, "#skip")
         await wait_until(lambda: done.query_one("#again").display)
         assert done.query_one("#again").region.bottom <= 24
 
@@ -518,21 +534,21 @@ async def test_launcher_on_a_real_controller_socket(run_controller: Any, kiosk_c
         await wait_until(lambda: "Le bus est fermé" in texts(app))
         await call_once(cfg.api.control_socket, "kiosk.open", {})
         await on_screen(app, WelcomeScreen)
-        await pilot.click("#touch")
+        await tap(pilot, "#touch")
         await on_screen(app, ServicesScreen)
         assert "Navigation libre" not in texts(app)  # disabled tile
-        await pilot.click("#service-caf")
+        await tap(pilot, "#service-caf")
         await on_screen(app, SessionScreen, timeout=10)
         home = Path(controller.kiosk.session.home)
         assert home.exists()
         await wait_until(lambda: "Temps restant : 30 min" in texts(app))
-        await pilot.click("#end")
+        await tap(pilot, "#end")
         await on_screen(app, ConfirmEndScreen)
-        await pilot.click("#yes")
+        await tap(pilot, "#yes")
         end = await on_screen(app, EndScreen)
         await wait_until(lambda: end.result is not None, timeout=10)
         assert "Vos données ont été effacées." in texts(app) and not home.exists()
-        await pilot.click("#face-bad")
+        await tap(pilot, "#face-bad")
         await wait_until(lambda: "Merci ! À bientôt." in texts(app))
         rows = await controller.store.run(lambda db: db.execute("SELECT satisfaction FROM kiosk_sessions").fetchall())
         assert rows == [("bad",)]
