@@ -202,7 +202,7 @@ class KioskApp(App[None]):
 
     def _update_session(self, session: dict[str, Any]) -> None:
         session_screen = next((s for s in self.screen_stack if isinstance(s, SessionScreen)), None)
-        if session_screen is not None and session_screen.is_mounted:
+        if session_screen is not None and session_screen.composed:
             session_screen.show(session)
         idle = next((s for s in self.screen_stack if isinstance(s, IdleScreen)), None)
         if session.get("idle_prompt"):
@@ -210,7 +210,7 @@ class KioskApp(App[None]):
                 idle = IdleScreen()
                 self.push_screen(idle)
                 self.call_after_refresh(idle.show, int(session.get("idle_left_s") or 0))
-            elif idle.is_mounted:
+            elif idle.is_mounted and idle.children:
                 idle.show(int(session.get("idle_left_s") or 0))
         elif idle is not None:
             self.pop_screen()

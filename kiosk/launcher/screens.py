@@ -44,6 +44,11 @@ class KioskScreen(Screen[None]):
     def t(self, key: str, **values: Any) -> str:
         return self.kiosk.texts(key, **values)
 
+    @property
+    def composed(self) -> bool:
+        """Mounted *and* its widgets are there: a status update can arrive in between, under load."""
+        return self.is_mounted and bool(self.children)
+
 
 class WelcomeScreen(KioskScreen):
     BINDINGS = [*ARROWS, Binding("space", "start", show=False)]
@@ -274,17 +279,17 @@ class EndScreen(KioskScreen):
 
     def show_reason(self, reason: str | None) -> None:
         self.reason = reason
-        if self.is_mounted:
+        if self.composed:
             self._say("#end-reason", self.t(f"end.reason.{reason}") if f"end.reason.{reason}" in TEXTS else "")
 
     def show_phase(self, phase: str | None) -> None:
         self.phase = phase
-        if self.result is None and self.is_mounted:
+        if self.result is None and self.composed:
             self._say("#end-phase", self.t(f"end.phase.{phase}") if phase else "")
 
     def show_result(self, result: dict[str, Any], ask_feedback: bool) -> None:
         self.result, self.ask_feedback = result, ask_feedback
-        if self.is_mounted:
+        if self.composed:
             self._render_result()
 
     def _render_result(self) -> None:
@@ -356,7 +361,7 @@ class ClosedScreen(KioskScreen):
 
     def show(self, reason: str) -> None:
         self.reason = reason
-        if not self.is_mounted:
+        if not self.composed:
             return
         self.query_one("#closed-title", Title).update(self.t(self.TITLES.get(reason, "closed.title")))
         key = f"closed.{reason}"
