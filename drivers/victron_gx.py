@@ -86,6 +86,11 @@ VEBUS_TABLE = RegisterTable(
     readable=(range(3, 64),),
 )
 
+# The VE.Bus alarm names, as the poll's "alarms" dict and the controller's alarm rules use them.
+ALARM_NAMES: tuple[str, ...] = tuple(
+    r.name.removeprefix("alarms.") for r in VEBUS_TABLE.registers if r.name.startswith("alarms.")
+)
+
 SYSTEM_TABLE = RegisterTable(
     registers=(
         _reg(826, "ac_in_source", "/Ac/ActiveIn/Source", "int16", enum=AC_SOURCE),

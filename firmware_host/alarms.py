@@ -173,6 +173,7 @@ def inverter_alarm_rules(names: tuple[str, ...]) -> list[AlarmRule]:
 def core_rules(
     *,
     inverter: bool,
+    inverter_alarms: tuple[str, ...],
     meter: bool,
     pin: bool,
     low_soc: float,
@@ -182,17 +183,7 @@ def core_rules(
 ) -> list[AlarmRule]:
     rules: list[AlarmRule] = []
     if inverter:
-        rules += inverter_alarm_rules(
-            (
-                "high_temperature",
-                "low_battery",
-                "overload",
-                "temperature_sensor",
-                "voltage_sensor",
-                "ripple",
-                "phase_rotation",
-            )
-        )
+        rules += inverter_alarm_rules(inverter_alarms)
 
         def vebus_error(s: StateModel) -> str | None:
             err = _v(s, "power", "vebus_error")

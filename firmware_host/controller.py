@@ -13,6 +13,7 @@ from typing import Any
 
 from drivers.base import DeviceError, PolledDevice, WriteNotAllowed
 from drivers.gpio import InputPin, VehicleIO
+from drivers.victron_gx import ALARM_NAMES as INVERTER_ALARMS
 
 from . import alarms as alarm_rules
 from .alarms import AlarmManager
@@ -202,6 +203,7 @@ class Controller:
         self.alarms.add_rules(
             alarm_rules.core_rules(
                 inverter=cfg.inverter is not None,
+                inverter_alarms=INVERTER_ALARMS,
                 meter=cfg.shore_power.meter is not None,
                 pin=cfg.shore_power.presence_pin is not None,
                 low_soc=cfg.alarms.low_soc,

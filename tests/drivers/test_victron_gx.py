@@ -9,28 +9,11 @@ import pytest
 
 from drivers.base import DeviceError, DeviceGone, DeviceTimeout, PolledDevice, WriteNotAllowed
 from drivers.modbus import ModbusExceptionReply, ModbusTransport, ReadBlock
-from drivers.victron_gx import SYSTEM_TABLE, VEBUS_TABLE, GXSimulator, VictronGX
+from drivers.victron_gx import ALARM_NAMES, SYSTEM_TABLE, VEBUS_TABLE, GXSimulator, VictronGX
+from firmware_host.state import COMPONENT_FIELDS
 
 TIMEOUT_S = 0.3
-REQUIRED_KEYS = {
-    "ac_in_v",
-    "ac_in_a",
-    "ac_in_hz",
-    "ac_in_w",
-    "ac_out_v",
-    "ac_out_a",
-    "ac_out_hz",
-    "ac_out_w",
-    "active_input",
-    "battery_v",
-    "battery_a",
-    "battery_temp_c",
-    "soc",
-    "state",
-    "mode",
-    "vebus_error",
-    "alarms",
-}
+REQUIRED_KEYS = set(COMPONENT_FIELDS["power"])
 EXTRA_KEYS = {
     "ac_in_current_limit",
     "phases",
@@ -243,3 +226,7 @@ async def test_stopped_server_is_device_gone_and_reopen_works_after_restart(
 def test_unit_and_system_unit_must_differ() -> None:
     with pytest.raises(ValueError, match="unit and system_unit are both 100"):
         VictronGX(ModbusTransport(host="127.0.0.1"), unit=100)
+
+
+def test_alarm_names_come_from_the_table() -> None:
+    assert set(ALARM_NAMES) == ALARM_KEYS
