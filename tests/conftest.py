@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import time
@@ -81,6 +82,42 @@ def base_config(tmp_path: Path, **sections: dict[str, Any]) -> dict[str, Any]:
         else:
             raw[name] = values
     return raw
+
+
+def to_toml(raw: dict[str, Any], prefix: str = "") -> str:
+    """Just enough TOML for a test config file: nested tables, arrays of tables, scalars and lists."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        raise TypeError(f"cannot write {v!r} as TOML")
+
+    def is_array_of_tables(v: Any) -> bool:
+        return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
+
+    lines = [f"{k} = {value(v)}" for k, v in raw.items() if not isinstance(v, dict) and not is_array_of_tables(v)]
+    out = "\n".join(lines) + "\n" if lines else ""
+    for key, v in raw.items():
+        name = f"{prefix}{key}"
+        if isinstance(v, dict):
+            out += f"\n[{name}]\n" + to_toml(v, f"{name}.")
+        elif is_array_of_tables(v):
+            for item in v:
+                out += f"\n[[{name}]]\n" + to_toml(item, f"{name}.")
+    return out
+
+
+def write_config(tmp_path: Path, **sections: Any) -> Path:
+    """``base_config`` (plus ``sections``) written as ``tmp_path/bus.toml``, for tests that run real processes."""
+    path = tmp_path / "bus.toml"
+    path.write_text(to_toml(base_config(tmp_path, **sections)), encoding="utf-8")
+    return path
 
 
 def make_config(tmp_path: Path, **sections: dict[str, Any]) -> config_mod.Config:

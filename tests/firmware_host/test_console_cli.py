@@ -14,36 +14,20 @@ import pytest
 from firmware_host import config as config_mod
 from firmware_host.console.settings import MAX_TRIES, PinError, PinLock, read_pin
 
-from ..conftest import wait_until
+from ..conftest import wait_until, write_config
 from .test_checklist import ROOT, day_clock
 
 ALLERVERS = str(Path(sys.executable).parent / "allervers")
 
 
-def write_config(tmp_path: Path, pin_file: Path | None) -> Path:
-    pin_line = f'pin_file = "{pin_file}"' if pin_file else ""
-    path = tmp_path / "bus.toml"
-    path.write_text(
-        f"""
-[vehicle]
-id = "bus-test"
-name = "Bus de test"
-[storage]
-path = "{tmp_path / "state" / "allervers.db"}"
-[api]
-control_socket = "{tmp_path / "run" / "control.sock"}"
-kiosk_socket = "{tmp_path / "run" / "kiosk.sock"}"
-[gpio]
-pin_factory = "mock"
-[checklist]
-schedule = "{ROOT / "config" / "tour.toml"}"
-[console]
-{pin_line}
-language = "fr"
-""",
-        encoding="utf-8",
+def console_config(tmp_path: Path, pin_file: Path | None) -> Path:
+    console: dict[str, Any] = {"language": "fr"} | ({"pin_file": str(pin_file)} if pin_file else {})
+    return write_config(
+        tmp_path,
+        vehicle={"name": "Bus de test"},
+        checklist={"schedule": str(ROOT / "config" / "tour.toml")},
+        console=console,
     )
-    return path
 
 
 def pin_file(tmp_path: Path, text: str = "4821\n", mode: int = 0o600) -> Path:
@@ -89,7 +73,7 @@ def test_pin_lock_doubles_the_pause() -> None:
 def test_the_console_refuses_to_start_with_a_readable_pin_file(tmp_path: Path) -> None:
     import subprocess
 
-    cfg = write_config(tmp_path, pin_file(tmp_path, mode=0o644))
+    cfg = console_config(tmp_path, pin_file(tmp_path, mode=0o644))
     out = subprocess.run([ALLERVERS, "console", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
     assert out.returncode == 2
     assert "console-pin: the console PIN file is readable by everyone" in out.stderr
@@ -106,7 +90,7 @@ async def tmux(server: str, *args: str) -> str:
 
 async def test_the_console_command_on_a_real_terminal(tmp_path: Path, run_controller: Any) -> None:
     assert shutil.which("tmux"), "tmux is needed (scripts/test installs it)"
-    cfg_path = write_config(tmp_path, None)  # the PIN is covered by the Pilot tests; here, the real terminal
+    cfg_path = console_config(tmp_path, None)  # the PIN is covered by the Pilot tests; here, the real terminal
     controller = await run_controller(config_mod.load(cfg_path), clock=day_clock())
     server = f"allervers-test-{os.getpid()}"
     env = f"TERM=xterm-256color LANG=C.UTF-8 {ALLERVERS} console -c {cfg_path}"

@@ -14,7 +14,7 @@ import pytest
 from firmware_host.api import ClientError, call_once
 from firmware_host.state import COMPONENT_FIELDS
 
-from ..conftest import make_config, sim_sections, wait_until
+from ..conftest import make_config, sim_sections, wait_until, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -195,9 +195,7 @@ async def test_events_are_ordered_by_seq_and_carry_clock_state(bus: Any) -> None
 
 def test_status_cli_prints_table_and_json(tmp_path: Path) -> None:
     """`allervers run` and `allervers status` as a user runs them, in separate processes."""
-    cfg_text = _toml(make_raw(tmp_path))
-    cfg = tmp_path / "bus.toml"
-    cfg.write_text(cfg_text)
+    cfg = write_config(tmp_path, **sim_sections(tmp_path))
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "firmware_host.cli", "run", "-c", str(cfg)],
@@ -241,26 +239,6 @@ def test_status_cli_prints_table_and_json(tmp_path: Path) -> None:
     assert unreachable.returncode == 3 and "cannot reach the controller" in unreachable.stderr
 
 
-def make_raw(tmp_path: Path) -> dict[str, Any]:
-    from ..conftest import base_config
-
-    return base_config(tmp_path, **sim_sections(tmp_path))
-
-
-def _toml(raw: dict[str, Any], prefix: str = "") -> str:
-    lines, tables = [], []
-    for key, value in raw.items():
-        if isinstance(value, dict):
-            tables.append((key, value))
-        else:
-            lines.append(f"{key} = {json.dumps(value)}")
-    out = "\n".join(lines) + "\n"
-    for key, value in tables:
-        name = f"{prefix}{key}"
-        out += f"\n[{name}]\n" + _toml(value, f"{name}.")
-    return out
-
-
 def _retry(fn: Any, ok: Any, timeout: float = 20.0) -> Any:
     import time
 
@@ -285,12 +263,10 @@ async def test_iridium_modem_profile_end_to_end(tmp_path: Path, run_controller: 
 
 def test_standalone_simulators_serve_a_separate_controller(tmp_path: Path) -> None:
     """`allervers sim` in one process, `allervers run` (embedded = false) in another, as on a bench."""
-    raw = make_raw(tmp_path)
-    raw["simulation"]["embedded"] = False
-    raw["shore_power"].pop("presence_pin")
-    raw["gpio"] = {"pin_factory": "mock"}
-    cfg = tmp_path / "bus.toml"
-    cfg.write_text(_toml(raw))
+    sections = sim_sections(tmp_path, simulation={"embedded": False})
+    sections["shore_power"].pop("presence_pin")
+    sections["gpio"] = {"pin_factory": "mock"}
+    cfg = write_config(tmp_path, **sections)
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
     cli = [sys.executable, "-m", "firmware_host.cli"]
     sim = subprocess.Popen([*cli, "sim", "-c", str(cfg)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
@@ -320,7 +296,7 @@ def test_standalone_simulators_serve_a_separate_controller(tmp_path: Path) -> No
 
         snap = json.loads(_retry(status, complete).stdout)
         assert snap["shore"]["sources"]["meter"] is True
-        sim_sock = str(Path(raw["api"]["control_socket"]).with_name("sim.sock"))
+        sim_sock = str(tmp_path / "run" / "sim.sock")
         out = subprocess.run(
             [*cli, "sim-set", "-c", str(cfg), "inverter.fault=silent"],
             cwd=ROOT,

@@ -21,7 +21,7 @@ from firmware_host.mqtt import link as link_mod
 from firmware_host.mqtt.outbox import event_payload
 from firmware_host.store import Store, event_row_to_dict
 
-from ..conftest import make_config, wait_until
+from ..conftest import make_config, wait_until, write_config
 from .mosquitto import Broker, Proxy, Watcher, seqs_in_order
 
 PREFIX = "allervers/bus-test"
@@ -258,27 +258,6 @@ async def _count(drops: Any, total: int) -> bool:
     return sum(d["count"] for d in await drops) == total
 
 
-def write_toml(path: Path, tmp_path: Path, port: int) -> None:
-    path.write_text(
-        f"""
-[vehicle]
-id = "bus-test"
-[storage]
-path = "{tmp_path / "state" / "allervers.db"}"
-[api]
-control_socket = "{tmp_path / "run" / "control.sock"}"
-kiosk_socket = "{tmp_path / "run" / "kiosk.sock"}"
-[gpio]
-pin_factory = "mock"
-[mqtt]
-host = "127.0.0.1"
-port = {port}
-tls = false
-link_gate = "always"
-"""
-    )
-
-
 def prefill(db_path: Path, count: int) -> None:
     store = Store(str(db_path))
     rows = [(time.time(), 0, "test.prefill", json.dumps({"n": i})) for i in range(count)]
@@ -292,8 +271,7 @@ async def test_kill_9_with_undelivered_events_sends_them_after_restart(tmp_path:
     db_path = tmp_path / "state" / "allervers.db"
     prefill(db_path, 5000)
     proxy = Proxy(broker.port)
-    toml = tmp_path / "bus.toml"
-    write_toml(toml, tmp_path, proxy.port)
+    toml = write_config(tmp_path, mqtt={"host": "127.0.0.1", "port": proxy.port, "tls": False, "link_gate": "always"})
     watcher = Watcher(broker.port, [f"{PREFIX}/events"], client_id="office", clean_start=False, session_expiry_s=600)
     watcher.start()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

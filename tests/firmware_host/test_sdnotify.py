@@ -20,7 +20,7 @@ import pytest
 from drivers.victron_gx import GXSimulator
 from firmware_host import sdnotify
 from firmware_host.sdnotify import Notifier, ServiceNotifier, one_line, summary
-from tests.conftest import make_config, wait_until, wait_until_sync
+from tests.conftest import make_config, wait_until, wait_until_sync, write_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -307,21 +307,7 @@ def test_not_under_systemd_nothing_is_attached(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_allervers_run_under_a_fake_systemd(tmp_path: Path, under_systemd: FakeSystemd) -> None:
-    conf = tmp_path / "bus.toml"
-    conf.write_text(
-        f"""
-[vehicle]
-id = "bus-sd"
-[gpio]
-pin_factory = "mock"
-ignition_pin = 17
-[storage]
-path = "{tmp_path}/state/allervers.db"
-[api]
-control_socket = "{tmp_path}/run/control.sock"
-kiosk_socket = "{tmp_path}/run/kiosk.sock"
-"""
-    )
+    conf = write_config(tmp_path, vehicle={"id": "bus-sd"}, gpio={"ignition_pin": 17})
     # systemd sets WATCHDOG_PID to the service's pid; the test's own pid must not leak into the child.
     env = {k: v for k, v in os.environ.items() if k != "WATCHDOG_PID"}
     proc = subprocess.Popen(

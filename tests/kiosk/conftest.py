@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pwd
 import shutil
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_config
+from tests.conftest import make_config, to_toml  # noqa: F401 (to_toml re-exported for the kiosk tests)
 
 TEST_USER = "allervers-visitor-test"
 FAKE_BROWSER = str(Path(__file__).with_name("fake_browser.py"))
@@ -93,33 +92,6 @@ def kiosk_config(tmp_path: Path, sessions_root: Path, visitor: pwd.struct_passwd
         return make_config(tmp_path, kiosk=section, **(sections or {}))
 
     return build
-
-
-def to_toml(raw: dict[str, Any]) -> str:
-    """Just enough TOML for a test config file: tables, arrays of tables, scalars and lists."""
-
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        if isinstance(v, str):
-            return json.dumps(v)
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        raise TypeError(f"cannot write {v!r} as TOML")
-
-    lines: list[str] = []
-    for name, table in raw.items():
-        scalars = {k: v for k, v in table.items() if not (isinstance(v, list) and v and isinstance(v[0], dict))}
-        arrays = {k: v for k, v in table.items() if k not in scalars}
-        lines.append(f"[{name}]")
-        lines += [f"{k} = {value(v)}" for k, v in scalars.items()]
-        for key, items in arrays.items():
-            for item in items:
-                lines.append(f"[[{name}.{key}]]")
-                lines += [f"{k} = {value(v)}" for k, v in item.items()]
-    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture(scope="session")
