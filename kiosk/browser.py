@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -269,5 +270,130 @@ class Browser:
                 self.process.kill()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.process.wait(), 5)
+        if self.cdp is not None:
+            await self.cdp.close()
+
+
+class UnitBrowser:
+    """The browser of a session run as a systemd unit (``kiosk.launch = "unit"``), through its session host.
+
+    Connecting to ``allervers-session.socket`` makes systemd start a fresh ``allervers-session@`` instance as the
+    session user; :mod:`kiosk.sessionhost` there makes the home, starts the browser and hands back the controller's
+    ends of the DevTools pipe. Closing the connection ends the unit, which kills everything the visitor started
+    and drops its private mounts. Same interface as :class:`Browser`.
+    """
+
+    def __init__(self, socket_path: str, argv: list[str], *, home: Path, env: dict[str, str], native_host: Path | None):
+        self.socket_path = socket_path
+        self.argv = argv
+        self.home = home
+        self.env = env
+        self.native_host = native_host
+        self.cdp: CdpPipe | None = None
+        self.started_s: float | None = None
+        self.remote_pid: int | None = None  # the browser's pid as the host sees it
+        self.exit_status: int | None = None
+        self._sock: socket.socket | None = None
+        self._closed: asyncio.Future | None = None
+        self._reader: asyncio.Task | None = None
+
+    pid = property(lambda self: self.remote_pid)
+    session_id = None  # the unit's cgroup is the handle; the wipe needs no process session
+
+    def _handshake(self, timeout: float) -> tuple[dict[str, Any], list[int]]:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(self.socket_path)
+            request = {"home": str(self.home), "argv": self.argv, "env": self.env, "native_host": None}
+            if self.native_host is not None:
+                request["native_host"] = str(self.native_host)
+            sock.sendall(json.dumps(request).encode() + b"\n")
+            data, fds, _flags, _addr = socket.recv_fds(sock, 65536, 2)
+        except OSError:
+            sock.close()
+            raise
+        self._sock = sock
+        try:
+            reply = json.loads(data.split(b"\n", 1)[0]) if data else {"ok": False, "error": "closed the connection"}
+        except ValueError:
+            reply = {"ok": False, "error": f"answered {data[:80]!r}"}
+        return reply, fds
+
+    async def start(self, timeout: float = START_TIMEOUT_S) -> None:
+        began = time.monotonic()
+        where = f"kiosk.launch_socket {self.socket_path}"
+        try:
+            reply, fds = await asyncio.to_thread(self._handshake, timeout)
+        except OSError as exc:
+            raise KioskError(f"{where}: cannot start a session unit: {exc.strerror or exc}") from None
+        if not reply.get("ok") or len(fds) != 2:
+            for fd in fds:
+                os.close(fd)
+            await self.kill()
+            raise KioskError(f"{where}: the session host refused: {reply.get('error', 'no DevTools pipe')}")
+        self.remote_pid = reply.get("pid")
+        assert self._sock is not None
+        self._sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        self._closed = loop.create_future()
+        self._reader = loop.create_task(self._read_host(), name="kiosk-session-host")
+        self.cdp = CdpPipe(fds[0], fds[1])
+        await self.cdp.open()
+        try:
+            await self.cdp.send("Browser.getVersion", timeout=timeout)
+            await self.cdp.send("Browser.setDownloadBehavior", {"behavior": "default"})
+        except CdpError as exc:
+            await self.kill()
+            detail = f"exited with status {self.exit_status}" if self.exit_status is not None else str(exc)
+            raise KioskError(f"kiosk.browser_command: {self.argv[0]!r} did not start: {detail}") from None
+        self.started_s = time.monotonic() - began
+
+    async def _read_host(self) -> None:
+        """Messages from the host until it closes: the browser's exit status, then end of file."""
+        assert self._sock is not None and self._closed is not None
+        loop = asyncio.get_running_loop()
+        buffered = b""
+        try:
+            while True:
+                chunk = await loop.sock_recv(self._sock, 4096)
+                if not chunk:
+                    break
+                buffered += chunk
+                while b"\n" in buffered:
+                    line, buffered = buffered.split(b"\n", 1)
+                    with contextlib.suppress(ValueError, AttributeError):
+                        self.exit_status = int(json.loads(line).get("exited"))
+        except OSError:
+            pass
+        finally:
+            if not self._closed.done():
+                self._closed.set_result(None)
+
+    async def page_urls(self) -> list[str]:
+        assert self.cdp is not None
+        result = await self.cdp.send("Target.getTargets")
+        return [t["url"] for t in result.get("targetInfos", []) if t.get("type") == "page"]
+
+    async def wait(self) -> int:
+        assert self._closed is not None
+        await asyncio.shield(self._closed)
+        return self.exit_status if self.exit_status is not None else -1
+
+    async def kill(self) -> None:
+        """Ask the host to end the session and wait until it has (it kills every process of the session user)."""
+        sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.send(b'{"end": true}\n')
+            if self._closed is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._closed), 5)
+            if self._reader is not None:
+                self._reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._reader
+            sock.close()
+            self._sock = None
         if self.cdp is not None:
             await self.cdp.close()

@@ -30,7 +30,7 @@ from firmware_host.alarms import AlarmRule
 from firmware_host.api import ApiError, Connection, SocketServer
 
 from . import policies, stats
-from .browser import Browser, browser_env, build_command, install_native_host
+from .browser import Browser, UnitBrowser, browser_env, build_command, install_native_host
 from .printing import Cups, SessionPrinting
 from .wipe import KioskError, SessionUser, Wiper, WipeResult, filesystem_type, make_home
 
@@ -69,7 +69,7 @@ class Session:
     stop_label: str
     services: list[str] = field(default_factory=list)
     idle_prompt_since: float | None = None
-    browser: Browser | None = None
+    browser: Browser | UnitBrowser | None = None
     bar: SocketServer | None = None
     watcher: asyncio.Task | None = None
 
@@ -141,7 +141,7 @@ class KioskManager:
         """Resolve the session user and the printer; a problem leaves the terminal closed, the controller running."""
         cfg = self.cfg
         try:
-            self.user = SessionUser.lookup(cfg.session_user)
+            self.user = SessionUser.lookup(cfg.session_user, we_start_it=cfg.launch == "direct")
         except KioskError as exc:
             self.setup_error = str(exc)
             log.error("%s", exc)
@@ -149,7 +149,7 @@ class KioskManager:
         printing = None
         if cfg.printer:
             printing = SessionPrinting(Cups(cfg.cups_server), cfg.printer, self.user.name, monotonic=self.monotonic)
-        self.wiper = Wiper(self.user, cfg.sessions_dir, printing=printing)
+        self.wiper = Wiper(self.user, cfg.sessions_dir, printing=printing, acts=cfg.launch == "direct")
         if cfg.session_bar:
             self.bar_host = policies.bar_host_path()
             if self.bar_host is None:
@@ -159,7 +159,7 @@ class KioskManager:
                     sys.executable,
                 )
         fstype = filesystem_type(cfg.sessions_dir)
-        if fstype not in ("tmpfs", "ramfs"):
+        if cfg.launch == "direct" and fstype not in ("tmpfs", "ramfs"):
             log.warning(
                 "kiosk.sessions_dir %s is on %s, not tmpfs: visitors' files will be written to storage",
                 cfg.sessions_dir,
@@ -410,7 +410,12 @@ class KioskManager:
     async def _launch(self, session: Session) -> None:
         cfg = self.cfg
         assert self.user is not None
-        session.home = await asyncio.to_thread(make_home, cfg.sessions_dir, session.id, self.user)
+        unit = cfg.launch == "unit"
+        if unit:
+            # The home is made by the session host, in the unit's own tmpfs mounted on sessions_dir.
+            session.home = Path(cfg.sessions_dir) / session.id
+        else:
+            session.home = await asyncio.to_thread(make_home, cfg.sessions_dir, session.id, self.user)
         home = session.home
         idle_min = int((cfg.idle_timeout_s + cfg.idle_grace_s) // 60) + 2
         policy = policies.build_policy(
@@ -423,16 +428,23 @@ class KioskManager:
         await asyncio.to_thread(policies.write_policy, cfg.policy_dir, policy)
         bar_socket = None
         if cfg.session_bar and self.bar_host is not None:
-            bar_socket = home / "bar.sock"
+            if unit:
+                # Beside the controller's own sockets (a directory others may cross but not list), under a name
+                # nobody can guess: the session host's sandbox sees it read-only, which is enough to connect.
+                bar_socket = Path(self.controller.config.api.kiosk_socket).parent / f"bar-{secrets.token_hex(16)}.sock"
+            else:
+                bar_socket = home / "bar.sock"
             if len(str(bar_socket).encode()) > 107:
                 log.warning("kiosk: %s too long for a socket: no session bar", bar_socket)
                 bar_socket = None
             else:
-                session.bar = SocketServer("bar", str(bar_socket), self.controller.registry, mode=0o600)
+                mode = 0o666 if unit else 0o600
+                session.bar = SocketServer("bar", str(bar_socket), self.controller.registry, mode=mode)
                 await session.bar.start()
-                if not self.user.is_self:
-                    os.chown(bar_socket, self.user.uid, self.user.gid)
-                await asyncio.to_thread(install_native_host, home / "profile", self.user, self.bar_host)
+                if not unit:
+                    if not self.user.is_self:
+                        os.chown(bar_socket, self.user.uid, self.user.gid)
+                    await asyncio.to_thread(install_native_host, home / "profile", self.user, self.bar_host)
         argv = build_command(
             cfg.browser_command,
             url=session.service.url,
@@ -441,7 +453,11 @@ class KioskManager:
             session_bar=cfg.session_bar and bar_socket is not None,
         )
         env = browser_env(self.user, home, session.lang, cfg.browser_env, bar_socket)
-        session.browser = Browser(argv, user=self.user, home=home, env=env)
+        if unit:
+            native = self.bar_host if bar_socket is not None else None
+            session.browser = UnitBrowser(cfg.launch_socket, argv, home=home, env=env, native_host=native)
+        else:
+            session.browser = Browser(argv, user=self.user, home=home, env=env)
         await session.browser.start()
         log.info("kiosk: browser ready in %.2f s", session.browser.started_s or 0)
 

@@ -180,6 +180,8 @@ def _check_user(value: str) -> str | None:
 
 
 def _check_section(values: dict[str, Any]) -> tuple[str, str] | None:
+    if values["launch"] == "unit" and values["session_user"] == "":
+        return "session_user", 'must name the user of allervers-session@.service (User=) with launch = "unit"'
     if values["enabled"] and not any(s["enabled"] for s in values["services"]):
         return "services", "no enabled service: the terminal would have nothing to offer"
     return None
@@ -209,6 +211,8 @@ def kiosk_schema() -> Any:
     return Table(
         {
             "enabled": Key(bool, True),
+            "launch": Key(str, "direct", choices=("direct", "unit")),
+            "launch_socket": Key("path", "/run/allervers-session.sock"),
             "sessions_dir": Key("path", "/run/allervers/kiosk"),
             "session_user": Key(str, "allervers-visitor", pattern=r"([a-z_][a-z0-9_-]{0,31})?", check=_check_user),
             "browser_command": Key("list[str]", lambda: list(DEFAULT_BROWSER_COMMAND), check=_check_command),

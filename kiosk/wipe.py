@@ -50,8 +50,11 @@ class SessionUser:
         return self.uid == os.geteuid()
 
     @classmethod
-    def lookup(cls, name: str) -> SessionUser:
-        """The configured user; "" means the controller's own user (development and demos, never root)."""
+    def lookup(cls, name: str, *, we_start_it: bool = True) -> SessionUser:
+        """The configured user; "" means the controller's own user (development and demos, never root).
+
+        ``we_start_it``: the controller starts the browser itself (``launch = "direct"``), which for another user
+        takes root; with ``launch = "unit"`` systemd starts it and the controller needs no privilege."""
         try:
             entry = pwd.getpwuid(os.geteuid()) if name == "" else pwd.getpwnam(name)
         except KeyError:
@@ -61,7 +64,7 @@ class SessionUser:
             ) from None
         if entry.pw_uid == 0:
             raise KioskError("kiosk.session_user: the session user must not be root (the wipe kills all its processes)")
-        if entry.pw_uid != os.geteuid() and os.geteuid() != 0:
+        if we_start_it and entry.pw_uid != os.geteuid() and os.geteuid() != 0:
             raise KioskError(
                 f"kiosk.session_user: running the browser as {entry.pw_name!r} needs the controller to run as root"
                 f' (it runs as uid {os.geteuid()}); use session_user = "" to run it as yourself while developing'
@@ -176,7 +179,7 @@ async def kill_user_processes(
             return user_processes(uid=user.uid)
 
     found = set(await asyncio.to_thread(targets))
-    if found and not user.is_self:
+    if found and not user.is_self and os.geteuid() == 0:
         # kill(-1) from a process running as the user reaches all of that user's processes in one kernel walk,
         # which a fork loop cannot outrun; the /proc sweep below catches anything setuid'd in between.
         with contextlib.suppress(OSError):
@@ -256,11 +259,12 @@ def owned_entries(root: str, uid: int) -> list[str]:
 
 
 def remove_owned(root: str, uid: int) -> int:
+    """Remove what ``uid`` owns under ``root``; what we may not remove is left for the verification to report."""
     removed = 0
     for path in owned_entries(root, uid):
         try:
             removed += _remove(path, os.lstat(path))
-        except FileNotFoundError:
+        except (FileNotFoundError, PermissionError):
             continue
     return removed
 
@@ -321,7 +325,13 @@ class Wiper:
         tmp_dirs: tuple[str, ...] = TMP_DIRS,
         kill_timeout_s: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
+        acts: bool = True,
     ):
+        """``acts``: kill and remove, then verify (``launch = "direct"``: the controller started the browser).
+        False: only wait for the session's unit to have ended and verify (``launch = "unit"``: the host kills
+        every visitor process, systemd kills the rest of the unit's cgroup and its tmpfs mounts die with it; the
+        controller holds no privilege, and the verification must not be helped by one)."""
+        self.acts = acts
         self.user = user
         self.sessions_dir = sessions_dir
         self.printing = printing
@@ -342,7 +352,10 @@ class Wiper:
         sids = list(session_ids)
 
         phase("stopping")
-        killed, alive = await kill_user_processes(self.user, session_ids=sids, timeout_s=self.kill_timeout_s)
+        if self.acts:
+            killed, alive = await kill_user_processes(self.user, session_ids=sids, timeout_s=self.kill_timeout_s)
+        else:
+            killed, alive = 0, await self._wait_gone()
         if alive:
             problems.append(f"processes of {self.user.name} still running: {', '.join(map(str, alive[:10]))}")
 
@@ -375,7 +388,18 @@ class Wiper:
             log.error("kiosk wipe NOT verified: %s", "; ".join(problems))
         return result
 
+    async def _wait_gone(self) -> list[int]:
+        """The unit's processes as they disappear; what is still there after ``kill_timeout_s``."""
+        deadline = time.monotonic() + self.kill_timeout_s
+        while True:
+            alive = await asyncio.to_thread(user_processes, self.user.uid)
+            if not alive or time.monotonic() > deadline:
+                return alive
+            await asyncio.sleep(0.02)
+
     def _remove_files(self) -> int:
+        if not self.acts:
+            return 0  # nothing of the session is ours to remove: the verification below looks anyway
         removed = clear_directory(self.sessions_dir)
         if not self.user.is_self:
             for root in self.tmp_dirs:

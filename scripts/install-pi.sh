@@ -78,6 +78,9 @@ fi
 ensure_group gpio             # Raspberry Pi OS has it (udev gives it /dev/gpiochip*); plain Debian does not
 for g in video render input; do ensure_group "$g"; done
 ensure_group allervers-display  # cage's Wayland socket: the launcher and the visitor's browser draw on it
+# CUPS's SystemGroup (the cups package makes it): the controller purges visitors' print jobs as a member
+# (allervers.service.d/kiosk.conf, SupplementaryGroups=), and a unit naming a missing group would not start.
+[ "$KIOSK" -eq 0 ] || ensure_group lpadmin
 ensure_user allervers         /var/lib/allervers      "allervers controller"     dialout,gpio
 ensure_user allervers-kiosk   /run/allervers-kiosk    "allervers public screen"  video,render,input,allervers-display
 ensure_user allervers-visitor "$SESSIONS_DIR"         "allervers visitor session" allervers-display
@@ -89,7 +92,7 @@ ensure_dir /etc/allervers                  0750 root allervers
 ensure_dir /var/lib/allervers              0750 allervers allervers
 ensure_dir /srv/allervers                  0755 root root
 ensure_dir "$SESSIONS_DIR"                 0755 root root   # mount point: the tmpfs brings its own mode
-ensure_dir /etc/chromium/policies/managed  0775 root allervers-kiosk
+ensure_dir /etc/chromium/policies/managed  0775 root allervers  # the controller writes each session's policy
 
 # --- 4. the venv ------------------------------------------------------------------------------------------------
 if skipped venv; then
@@ -125,7 +128,9 @@ fi
 # --- 6. units, journald, udev -----------------------------------------------------------------------------------
 UNITS_CHANGED=0
 unit_files=("${UNIT_FILES[@]}")
-[ "$KIOSK" -eq 1 ] || unit_files=("${UNIT_FILES[@]/allervers-kiosk.service/}")
+if [ "$KIOSK" -eq 0 ]; then
+  for unit in "${KIOSK_UNITS[@]}"; do unit_files=("${unit_files[@]/$unit/}"); done
+fi
 for unit in "${unit_files[@]}"; do
   [ -n "$unit" ] || continue
   ensure_file "$SRC/systemd/$unit" "/etc/systemd/system/$unit" 0644

@@ -4,10 +4,12 @@
 # shellcheck disable=SC2034  # the settings below are read by the scripts that source this file
 
 SESSIONS_DIR=/srv/allervers/sessions
-UNIT_FILES=(allervers.service allervers-kiosk.service "allervers-console@.service" srv-allervers-sessions.mount)
-ENABLE_UNITS=(allervers.service srv-allervers-sessions.mount allervers-kiosk.service "allervers-console@tty2.service")
+UNIT_FILES=(allervers.service allervers-kiosk.service "allervers-console@.service" srv-allervers-sessions.mount
+  allervers-session.socket "allervers-session@.service")
+ENABLE_UNITS=(allervers.service srv-allervers-sessions.mount allervers-session.socket allervers-kiosk.service
+  "allervers-console@tty2.service")
 STATE_MOUNT=var-lib-allervers.mount
-KIOSK_UNITS=(allervers-kiosk.service srv-allervers-sessions.mount)
+KIOSK_UNITS=(allervers-kiosk.service srv-allervers-sessions.mount allervers-session.socket "allervers-session@.service")
 KIOSK_DROPIN=/etc/systemd/system/allervers.service.d/kiosk.conf
 UDEV_RULES=/etc/udev/rules.d/78-allervers.rules
 USERS=(allervers-console allervers-visitor allervers-kiosk allervers)

@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 INSTALL = REPO / "scripts" / "install-pi.sh"
 UNINSTALL = REPO / "scripts" / "uninstall-pi.sh"
-UNITS = ["allervers.service", "allervers-kiosk.service", "allervers-console@.service", "srv-allervers-sessions.mount"]
+UNITS = [
+    "allervers.service",
+    "allervers-kiosk.service",
+    "allervers-console@.service",
+    "srv-allervers-sessions.mount",
+    "allervers-session.socket",
+    "allervers-session@.service",
+]
 USERS = {
     "allervers": {"dialout", "gpio"},
     "allervers-kiosk": {"video", "render", "input", "allervers-display"},
@@ -25,8 +33,11 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="useradd --root and ch
 
 
 @pytest.fixture
-def fresh_pi(tmp_path: Path) -> Path:
-    """The bits of a fresh Raspberry Pi OS the script reads: passwd/group/shadow (with pi) and nologin."""
+def fresh_pi(tmp_path: Path) -> Iterator[Path]:
+    """The bits of a fresh Raspberry Pi OS the script reads: passwd/group/shadow (with pi) and nologin.
+
+    Removed afterwards: its files belong to the tree's own system users, whose uids can be this machine's (the
+    kiosk tests' session user), and a kiosk wipe must not find them in /tmp."""
     root = tmp_path / "pi"
     etc = root / "etc"
     etc.mkdir(parents=True)
@@ -38,7 +49,8 @@ def fresh_pi(tmp_path: Path) -> Path:
         (etc / name).chmod(0o640)
     (root / "usr" / "sbin").mkdir(parents=True)
     shutil.copy("/usr/sbin/nologin", root / "usr" / "sbin" / "nologin")
-    return root
+    yield root
+    shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def run(script: Path, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -100,6 +112,7 @@ def test_dry_run_prints_every_action_and_changes_nothing(fresh_pi: Path) -> None
         assert f"install /etc/systemd/system/{unit}" in would
     for unit in ("allervers.service", "allervers-kiosk.service", "allervers-console@tty2.service"):
         assert f"enable {unit}" in would
+    assert "enable allervers-session.socket" in would
     assert "install /etc/systemd/journald.conf.d/allervers.conf" in would
     assert any(a.startswith("install /etc/udev/rules.d/78-allervers.rules") for a in would)
     assert any(a.startswith("create /etc/allervers/allervers.toml") for a in would)
@@ -130,7 +143,8 @@ def test_install_for_real_then_a_second_run_changes_nothing(fresh_pi: Path) -> N
     assert owner("/var/lib/allervers") == ("0o750", "allervers", "allervers")
     assert owner("/etc/allervers") == ("0o750", "root", "allervers")
     assert owner("/etc/allervers/allervers.toml") == ("0o640", "root", "allervers")
-    assert owner("/etc/chromium/policies/managed") == ("0o775", "root", "allervers-kiosk")
+    assert owner("/etc/chromium/policies/managed") == ("0o775", "root", "allervers")  # the controller writes it
+    assert "lpadmin" in grp  # named by the kiosk drop-in (SupplementaryGroups=): must exist
     assert (fresh_pi / "etc/allervers/allervers.toml").read_text() == (REPO / "config/example-bus.toml").read_text()
     for unit in UNITS:
         assert (fresh_pi / "etc/systemd/system" / unit).read_text() == (REPO / "systemd" / unit).read_text()
@@ -138,6 +152,7 @@ def test_install_for_real_then_a_second_run_changes_nothing(fresh_pi: Path) -> N
     assert os.readlink(wants / "allervers.service") == "/etc/systemd/system/allervers.service"
     assert os.readlink(wants / "allervers-console@tty2.service") == "/etc/systemd/system/allervers-console@.service"
     assert (fresh_pi / "etc/systemd/system/local-fs.target.wants/srv-allervers-sessions.mount").is_symlink()
+    assert (fresh_pi / "etc/systemd/system/sockets.target.wants/allervers-session.socket").is_symlink()
     assert (fresh_pi / "etc/systemd/journald.conf.d/allervers.conf").exists()
     dropin = fresh_pi / "etc/systemd/system/allervers.service.d/kiosk.conf"
     assert dropin.read_text() == (REPO / "systemd/allervers.service.d/kiosk.conf").read_text()
@@ -190,8 +205,10 @@ def test_without_a_public_terminal_the_controller_keeps_its_strict_sandbox(fresh
     (fresh / "usr/sbin").mkdir(parents=True)
     shutil.copy("/usr/sbin/nologin", fresh / "usr/sbin/nologin")
     out = run(INSTALL, fresh, "--skip", "venv", "--no-kiosk").stdout
-    assert "install /etc/systemd/system/allervers-kiosk.service" not in actions(out, "doing")
+    for unit in ("allervers-kiosk.service", "allervers-session.socket", "allervers-session@.service"):
+        assert f"install /etc/systemd/system/{unit}" not in actions(out, "doing")
     assert "enable allervers-kiosk.service" not in actions(out, "doing")
+    assert "enable allervers-session.socket" not in actions(out, "doing")
 
 
 def test_a_removed_group_membership_is_restored(fresh_pi: Path) -> None:

@@ -192,20 +192,48 @@ def test_visitor_sessions_live_in_a_bounded_tmpfs() -> None:
     options = one(unit, "Mount", "Options").split(",")
     assert {"nodev", "nosuid", "noexec"} <= set(options)
     assert any(o.startswith("size=") for o in options)
-    dropin = parse_unit(UNITS / "allervers.service.d" / "kiosk.conf")
-    assert f"-{where}" in values(dropin, "Service", "ReadWritePaths")
+    # A session started as a unit gets its own tmpfs on the same path (the bus's config points there).
+    session = parse_unit(UNITS / "allervers-session@.service")
+    mounts = {m.split(":")[0]: m for v in values(session, "Service", "TemporaryFileSystem") for m in v.split()}
+    assert "size=" in mounts[where]
+    example = config_mod.load(str(REPO / "config" / "example-bus.toml"))
+    assert example.kiosk.sessions_dir == where and example.kiosk.launch == "unit"
 
 
-def test_kiosk_drop_in_gives_the_controller_only_what_the_session_manager_needs() -> None:
+def test_kiosk_drop_in_keeps_the_controller_unprivileged() -> None:
     dropin = parse_unit(UNITS / "allervers.service.d" / "kiosk.conf")
-    caps = set(one(dropin, "Service", "CapabilityBoundingSet").split())
-    assert caps == {"CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_CHOWN", "CAP_FOWNER", "CAP_DAC_OVERRIDE"}
-    assert one(dropin, "Service", "PrivateTmp") == "no"  # the wipe must see the visitor's files in /tmp
-    assert "/etc/chromium/policies/managed" in values(dropin, "Service", "ReadWritePaths")
-    # Its exposure is checked with the unit it extends.
+    text = (UNITS / "allervers.service.d" / "kiosk.conf").read_text()
+    assert "exposure-threshold" not in text  # the controller's own 2.5, with the public terminal too
+    keys = {k for k, _ in dropin["Service"]}
+    assert not keys & {"User", "CapabilityBoundingSet", "AmbientCapabilities", "PrivateTmp", "SystemCallFilter"}
+    assert one(dropin, "Service", "ProtectProc") == "default"  # the wipe must see the visitor's processes
+    assert values(dropin, "Service", "ReadWritePaths") == ["/etc/chromium/policies/managed"]
     result = run_check(str(UNITS / "allervers.service"))
     assert result.returncode == 0, result.stdout
-    assert re.search(r"allervers\.service \(with allervers\.service\.d/kiosk\.conf\): exposure [0-9.]+", result.stdout)
+    found = re.search(r"allervers\.service \(with allervers\.service\.d/kiosk\.conf\): exposure ([0-9.]+)", result.stdout)
+    assert found and float(found.group(1)) <= 2.5, result.stdout
+
+
+def test_visitor_sessions_are_socket_activated_units_of_the_visitor() -> None:
+    socket_unit = parse_unit(UNITS / "allervers-session.socket")
+    example = config_mod.load(str(REPO / "config" / "example-bus.toml"))
+    assert one(socket_unit, "Socket", "ListenStream") == example.kiosk.launch_socket
+    assert one(socket_unit, "Socket", "Accept") == "yes"  # one fresh unit per session
+    controller = parse_unit(UNITS / "allervers.service")
+    assert one(socket_unit, "Socket", "SocketGroup") == one(controller, "Service", "Group")
+    assert one(socket_unit, "Socket", "SocketMode") == "0660"
+    session = parse_unit(UNITS / "allervers-session@.service")
+    assert one(session, "Service", "User") == example.kiosk.session_user
+    assert one(session, "Service", "StandardInput") == "socket"
+    assert one(session, "Service", "KillMode") == "control-group"
+    assert one(session, "Service", "KillSignal") == "SIGKILL"
+    script = one(session, "Service", "ExecStart").rsplit("/", 1)[1]
+    assert f"{script} = \"kiosk.sessionhost:main\"" in (REPO / "pyproject.toml").read_text()
+    mounts = {m.split(":")[0] for v in values(session, "Service", "TemporaryFileSystem") for m in v.split()}
+    assert {"/tmp", "/var/tmp", "/dev/shm", example.kiosk.sessions_dir} <= mounts  # RAM only, the unit's own
+    assert one(session, "Service", "ProtectSystem") == "strict"
+    assert one(session, "Service", "PrivateIPC") == "yes"
+    assert one(session, "Service", "CapabilityBoundingSet") == ""
 
 
 def test_a_weakening_drop_in_fails_its_threshold(tmp_path: Path) -> None:
