@@ -3,7 +3,8 @@
 
 Run as the session user by the real launch code. It writes into the profile and Downloads, drops files in /tmp and
 /dev/shm, starts a child (a "renderer"), then waits. Options: --exit-after=SECONDS (a crash), --no-answer-exit (dies
-before answering: a browser that cannot start). The end-to-end test uses Debian's Chromium instead.
+before answering: a browser that cannot start), --escape (also starts a process in a session of its own). The
+end-to-end tests use Debian's Chromium instead.
 """
 
 import json
@@ -27,6 +28,9 @@ for folder in ("/tmp", "/var/tmp", "/dev/shm"):
     with open(os.path.join(folder, f".org.chromium.Chromium.{os.getpid()}"), "w") as f:
         f.write("shared memory of the visitor")
 renderer = subprocess.Popen(["sleep", "600"])
+if "--escape" in args:
+    # A process that leaves the browser's process group and session, as a daemonising helper would.
+    subprocess.Popen(["sleep", "601"], start_new_session=True)
 exit_after = float(options.get("exit-after", "0") or 0)
 started = time.monotonic()
 
