@@ -29,6 +29,7 @@ OK, INFO, WARN, FAIL = "ok", "info", "warn", "FAIL"
 UNITS = (
     "allervers.service",
     "srv-allervers-sessions.mount",
+    "allervers-session.socket",
     "allervers-kiosk.service",
     "allervers-console@tty2.service",
 )
@@ -362,6 +363,21 @@ def filesystem_type(path: str, mounts: str = "/proc/self/mounts") -> str | None:
     return kind
 
 
+def check_session_socket(path: str) -> Check:
+    """launch = "unit": systemd must be listening for sessions (connecting would start one: only look)."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return Check(
+            "session units", FAIL, f"{path}: {exc.strerror}", "sudo systemctl enable --now allervers-session.socket"
+        )
+    if not stat.S_ISSOCK(mode):
+        return Check("session units", FAIL, f"{path} is not a socket", "check [kiosk] launch_socket")
+    return Check("session units", OK, f"{path}: each session a unit of its own, in its own tmpfs")
+
+
 def check_kiosk(cfg: config_mod.Config) -> list[Check]:
     """The public terminal's promise: nothing of a visitor reaches the SD card, and the session user exists."""
     kiosk = getattr(cfg, "kiosk", None)
@@ -369,7 +385,9 @@ def check_kiosk(cfg: config_mod.Config) -> list[Check]:
         return [Check("public terminal", INFO, "not enabled")]
     checks = []
     kind = filesystem_type(kiosk.sessions_dir)
-    if kind in ("tmpfs", "ramfs"):
+    if kiosk.launch == "unit":
+        checks.append(check_session_socket(kiosk.launch_socket))
+    elif kind in ("tmpfs", "ramfs"):
         checks.append(Check("visitor sessions", OK, f"{kiosk.sessions_dir} is in RAM ({kind})"))
     else:
         checks.append(

@@ -211,6 +211,20 @@ def test_visitor_sessions_must_be_in_ram(tmp_path: Path) -> None:
     assert [c.status for c in doctor.check_kiosk(cfg)] == [INFO]
 
 
+def test_unit_sessions_need_the_session_socket(tmp_path: Path) -> None:
+    import socket
+
+    path = tmp_path / "session.sock"
+    absent = doctor.check_session_socket(str(path))
+    assert absent.status == FAIL and "allervers-session.socket" in absent.fix
+    path.write_text("")
+    assert doctor.check_session_socket(str(path)).status == FAIL
+    path.unlink()
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(path))
+        assert doctor.check_session_socket(str(path)).status == OK
+
+
 def test_clock() -> None:
     assert doctor.check_clock("/nonexistent/synchronized").status == WARN
 
