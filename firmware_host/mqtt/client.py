@@ -1,10 +1,15 @@
-"""One MQTT connection through paho-mqtt 2.x, its callbacks delivered on the asyncio loop (bus and office alike).
+"""One MQTT connection through paho-mqtt 2.x, driven by the asyncio loop (bus and office alike).
 
-paho runs its network loop on its own thread; everything it reports is handed to the asyncio loop in batches (one
-wake-up per burst of PUBACKs or messages, not one per packet), so the rest of the program stays single-threaded.
+paho runs in its "external loop" mode: no network thread of its own; the asyncio loop watches the socket and calls
+paho's ``loop_read``/``loop_write``/``loop_misc``, so every paho callback already runs on the loop and the whole
+program stays single-threaded (no second thread contending for the interpreter lock, no hand-over per packet). Only
+the blocking connect (DNS, TCP, TLS handshake) runs on a worker thread.
 A :class:`Session` is one connection: it never reconnects by itself. Whoever owns it decides when to open the
 next one, which keeps every retry, back-off and resend decision in our code instead of in paho's memory (paho's
 in-flight queue is lost on a power cut anyway; the durable outbox is the only source of truth).
+
+Flow control is ours too: at most the broker's CONNACK Receive Maximum QoS 1 messages are unacknowledged at once
+(MQTT 5 forbids more); the rest wait in order in the session, and go out as PUBACKs come back.
 
 >>> session = Session("office-1", BrokerOptions("127.0.0.1", 1883, tls=False), loop=loop, on_messages=print)
 >>> await session.open()         # raises MqttConnectError naming the broker and the reason
@@ -17,8 +22,8 @@ import asyncio
 import collections
 import contextlib
 import logging
+import select
 import ssl
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +38,9 @@ log = logging.getLogger("allervers.mqtt")
 
 Ack = tuple[int, bool, str]  # (mid, delivered, reason)
 INBOX_SLICE = 200  # incoming messages handed to the loop per turn
+READ_BURST = 200  # loop_read calls per readable socket before the loop gets a turn
+MISC_PERIOD_S = 1.0  # paho's keepalive bookkeeping (PINGREQ, a missing PINGRESP)
+RECEIVE_MAXIMUM_DEFAULT = 65535  # MQTT 5: no Receive Maximum in the CONNACK means 65,535
 
 
 class MqttSetupError(ValueError):
@@ -110,9 +118,13 @@ def publish_properties(**values: Any) -> Properties:
 class Session:
     """One MQTT 5 connection. ``open()`` connects (TCP, TLS, CONNECT/CONNACK) or raises MqttConnectError.
 
-    Callbacks, all on the asyncio loop: ``on_acks(list[(mid, delivered, reason)])`` for PUBACKs,
-    ``on_messages(list[paho.MQTTMessage])`` for incoming messages, ``on_closed(reason)`` once when the connection
-    ends (not after a ``close()`` we asked for).
+    Callbacks, all on the asyncio loop: ``on_acks(list[(mid, delivered, reason)])`` for PUBACKs (one call per
+    burst read from the socket), ``on_messages(list[paho.MQTTMessage])`` for incoming messages, ``on_closed(reason)``
+    once when the connection ends (not after a ``close()`` we asked for).
+
+    ``publish`` returns our own message id (the ``mid`` of ``on_acks``), not paho's: a QoS 1 message beyond the
+    broker's Receive Maximum waits in the session until a PUBACK frees a slot, and gets paho's id only then.
+    ``max_inflight`` caps the window further (None: the broker's Receive Maximum alone).
     """
 
     def __init__(
@@ -127,7 +139,7 @@ class Session:
         on_acks: Callable[[list[Ack]], None] | None = None,
         on_messages: Callable[[list[paho.MQTTMessage]], None] | None = None,
         on_closed: Callable[[str], None] | None = None,
-        max_inflight: int = 20,
+        max_inflight: int | None = None,
     ):
         self.client_id = client_id
         self.options = options
@@ -143,19 +155,27 @@ class Session:
         self.session_present = False
         self.subscribed = False
         self.topic_alias_max = 0
+        self.receive_maximum = RECEIVE_MAXIMUM_DEFAULT
         self.messages_out = 0
         self.payload_bytes_out = 0  # topic + payload as handed to paho (the proxy in the benchmark counts the wire)
         self._aliases: dict[str, int] = {}
         self._alias_props: dict[int, Properties] = {}
         self._client: paho.Client | None = None
+        self._sock: Any = None
         self._connack: asyncio.Future | None = None
-        self._acks: collections.deque[Ack] = collections.deque()
-        self._acks_scheduled = False
+        self._acks: list[Ack] = []
         self._inbox: collections.deque[paho.MQTTMessage] = collections.deque()
         self._inbox_scheduled = False
         self._closing = False
         self._closed_reported = False
-        self._lock = threading.Lock()
+        self._next_id = 0
+        self._quota = 0  # QoS 1 messages we may still hand to paho (0 until the CONNACK says how many)
+        self._waiting: collections.deque[tuple[int, str, bytes, bool, Properties | None]] = collections.deque()
+        self._by_paho_mid: dict[int, int] = {}
+        self._flush_scheduled = False
+        self._writer = False
+        self._misc: asyncio.TimerHandle | None = None
+        self._gone: asyncio.Event = asyncio.Event()
 
     # --- connecting -----------------------------------------------------------------------------------------
 
@@ -167,7 +187,9 @@ class Session:
             protocol=paho.MQTTv5,
             reconnect_on_failure=False,
         )
-        client.max_inflight_messages_set(self.max_inflight)
+        # 0: paho keeps no queue of its own (its queue is rescanned on every PUBACK); the session's window is the
+        # flow control, within the broker's Receive Maximum.
+        client.max_inflight_messages_set(0)
         client.connect_timeout = o.connect_timeout_s
         if o.username is not None:
             client.username_pw_set(o.username, read_password(o.password_file) if o.password_file else None)
@@ -202,39 +224,134 @@ class Session:
             props.SessionExpiryInterval = self.session_expiry_s
 
         def connect() -> None:
-            # Blocking (DNS, TCP, TLS handshake): on a worker thread, never on the loop.
+            # Blocking (DNS, TCP, TLS handshake): on a worker thread, never on the loop. With no socket callbacks
+            # set yet, paho writes the CONNECT packet right there; everything after it happens on the loop.
             client.connect(o.host, o.effective_port, o.keepalive_s, clean_start=self.clean_start, properties=props)
 
         try:
             await asyncio.to_thread(connect)
         except ssl.SSLCertVerificationError as exc:
+            self._teardown()
             raise MqttConnectError(f"{o.address}: TLS certificate not trusted: {exc.verify_message}") from None
         except (ssl.SSLError, OSError) as exc:
+            self._teardown()
             raise MqttConnectError(f"{o.address}: {exc.strerror or exc}") from None
-        client.loop_start()
+        self._attach(client)
         try:
             await asyncio.wait_for(asyncio.shield(self._connack), timeout or o.connect_timeout_s)
         except TimeoutError:
-            await self._stop_thread()
+            self._teardown()
             raise MqttConnectError(f"{o.address}: no CONNACK within {timeout or o.connect_timeout_s:.0f} s") from None
         except MqttConnectError:
-            await self._stop_thread()
+            self._teardown()
             raise
+
+    # --- paho on the asyncio loop -------------------------------------------------------------------------------
+
+    def _attach(self, client: paho.Client) -> None:
+        sock = self._sock = client.socket()
+        if sock is None:
+            self._lost(f"{self.options.address}: connection closed while connecting")
+            return
+        client.on_socket_register_write = self._register_write
+        client.on_socket_unregister_write = self._unregister_write
+        client.on_socket_close = self._socket_closed
+        self.loop.add_reader(sock, self._readable)
+        if client.want_write():
+            self._schedule_flush()
+        self._misc = self.loop.call_later(MISC_PERIOD_S, self._tick)
+
+    def _readable(self) -> None:
+        client, sock = self._client, self._sock
+        if client is None or sock is None:
+            return
+        for _ in range(READ_BURST):
+            if client.loop_read() or client.socket() is None:
+                break
+            # loop_read stops after as many packets as paho has messages outstanding: go on while there is more
+            # (decrypted bytes held by the TLS layer do not make the socket readable).
+            pending = sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
+            if not pending and not select.select([sock], [], [], 0)[0]:
+                break
+        self._drain_acks()
+
+    def _register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        # Everything published during this turn of the loop is written in one pass, at the end of the turn.
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        client = self._client
+        if client is None or self._sock is None or client.socket() is None:
+            return
+        client.loop_write()
+        if client.want_write() and not self._writer and self._sock is not None:
+            # The socket's send buffer is full: wait until it drains.
+            self._writer = True
+            self.loop.add_writer(self._sock, self._flush)
+
+    def _unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        if self._writer:
+            self._writer = False
+            with contextlib.suppress(ValueError, OSError):
+                self.loop.remove_writer(sock)
+
+    def _socket_closed(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self._unwatch(sock)
+
+    def _unwatch(self, sock: Any) -> None:
+        if sock is None:
+            return
+        with contextlib.suppress(ValueError, OSError):
+            self.loop.remove_reader(sock)
+        if self._writer:
+            self._writer = False
+            with contextlib.suppress(ValueError, OSError):
+                self.loop.remove_writer(sock)
+        if self._misc is not None:
+            self._misc.cancel()
+            self._misc = None
+        self._sock = None
+        self._gone.set()
+
+    def _tick(self) -> None:
+        self._misc = None
+        client = self._client
+        if client is None or self._sock is None:
+            return
+        client.loop_misc()  # a PINGREQ when due; closes the socket when the PINGRESP never came
+        if self._sock is not None:
+            self._misc = self.loop.call_later(MISC_PERIOD_S, self._tick)
+
+    def _teardown(self) -> None:
+        """Forget the socket, whatever state it is in (a failed open, a close that did not complete)."""
+        client = self._client
+        sock = client.socket() if client is not None else None
+        self._unwatch(self._sock or sock)
+        if sock is not None:
+            with contextlib.suppress(Exception):
+                sock.close()
+
+    # --- connection state ---------------------------------------------------------------------------------
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
         if rc.is_failure:
-            self.loop.call_soon_threadsafe(
-                self._resolve_connack, MqttConnectError(f"{self.options.address}: refused: {rc}")
-            )
+            self.loop.call_soon(self._resolve_connack, MqttConnectError(f"{self.options.address}: refused: {rc}"))
             return
         alias_max = getattr(props, "TopicAliasMaximum", 0) if props is not None else 0
-        self.loop.call_soon_threadsafe(self._connected, bool(flags.session_present), int(alias_max or 0))
-
-    def _connected(self, session_present: bool, alias_max: int) -> None:
+        receive_max = getattr(props, "ReceiveMaximum", 0) if props is not None else 0
+        self.receive_maximum = int(receive_max or RECEIVE_MAXIMUM_DEFAULT)
+        window = self.receive_maximum if self.max_inflight is None else min(self.max_inflight, self.receive_maximum)
+        self._quota = window
         self.connected = True
-        self.session_present = session_present
-        self.topic_alias_max = alias_max
-        self._resolve_connack(None)
+        self.session_present = bool(flags.session_present)
+        self.topic_alias_max = int(alias_max or 0)
+        self.loop.call_soon(self._resolve_connack, None)
 
     def _resolve_connack(self, error: Exception | None) -> None:
         fut = self._connack
@@ -246,7 +363,7 @@ class Session:
             fut.set_exception(error)
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, rc: ReasonCode, props: Any) -> None:
-        self.loop.call_soon_threadsafe(self._lost, f"{self.options.address}: connection closed: {rc}")
+        self.loop.call_soon(self._lost, f"{self.options.address}: connection closed: {rc}")
 
     def _lost(self, reason: str) -> None:
         was_connected, self.connected = self.connected, False
@@ -270,7 +387,7 @@ class Session:
         alias: bool = False,
         properties: Properties | None = None,
     ) -> int:
-        """Queue a message; returns its mid (its PUBACK comes through ``on_acks``). ``alias`` uses an MQTT 5
+        """Queue a message; returns its id (its PUBACK comes through ``on_acks``). ``alias`` uses an MQTT 5
         topic alias when the broker allows one: the topic is sent once per connection, then 2 bytes instead."""
         assert self._client is not None
         sent_topic = topic
@@ -286,10 +403,29 @@ class Session:
                 properties = self._alias_props.get(number)
                 if properties is None:
                     properties = self._alias_props[number] = publish_properties(TopicAlias=number)
-        info = self._client.publish(sent_topic, payload, qos=qos, retain=retain, properties=properties)
+        self._next_id += 1
+        ident = self._next_id
         self.messages_out += 1
         self.payload_bytes_out += len(sent_topic.encode()) + len(payload)
-        return info.mid
+        if qos == 0:
+            self._client.publish(sent_topic, payload, qos=0, retain=retain, properties=properties)
+        elif self._quota > 0 and not self._waiting:
+            self._send(ident, sent_topic, payload, retain, properties)
+        else:
+            # In order behind the others: an alias is defined by the first message that carries it.
+            self._waiting.append((ident, sent_topic, payload, retain, properties))
+        return ident
+
+    def _send(self, ident: int, topic: str, payload: bytes, retain: bool, properties: Properties | None) -> None:
+        assert self._client is not None
+        self._quota -= 1
+        info = self._client.publish(topic, payload, qos=1, retain=retain, properties=properties)
+        self._by_paho_mid[info.mid] = ident
+
+    def _release(self) -> None:
+        waiting = self._waiting
+        while waiting and self._quota > 0 and self.connected:
+            self._send(*waiting.popleft())
 
     def subscribe(self, filters: list[tuple[str, int]]) -> None:
         """Subscribe; ``subscribed`` turns True when the broker has granted every filter (SUBACK)."""
@@ -301,30 +437,28 @@ class Session:
         granted = all(not c.is_failure for c in codes)
         if not granted:
             log.error("%s: subscription refused: %s", self.options.address, ", ".join(str(c) for c in codes))
-        self.loop.call_soon_threadsafe(setattr, self, "subscribed", granted)
+        self.subscribed = granted
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, rc: ReasonCode, props: Any) -> None:
-        # paho's thread. The flag is cleared by the drain before it empties the deque, so no ack is stranded.
-        self._acks.append((mid, not rc.is_failure, str(rc)))
-        if not self._acks_scheduled:
-            self._acks_scheduled = True
-            with contextlib.suppress(RuntimeError):  # the loop is closing
-                self.loop.call_soon_threadsafe(self._drain_acks)
+        # Inside paho's loop_read: only note it; the burst is handed over when loop_read returns.
+        ident = self._by_paho_mid.pop(mid, None)
+        if ident is not None:
+            self._quota += 1
+            self._acks.append((ident, not rc.is_failure, str(rc)))
 
     def _drain_acks(self) -> None:
-        self._acks_scheduled = False
-        batch: list[Ack] = []
-        while self._acks:
-            batch.append(self._acks.popleft())
-        if batch and self.on_acks is not None:
+        if not self._acks:
+            return
+        batch, self._acks = self._acks, []
+        self._release()
+        if self.on_acks is not None:
             self.on_acks(batch)
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         self._inbox.append(message)
         if not self._inbox_scheduled:
             self._inbox_scheduled = True
-            with contextlib.suppress(RuntimeError):
-                self.loop.call_soon_threadsafe(self._drain_inbox)
+            self.loop.call_soon(self._drain_inbox)
 
     def _drain_inbox(self) -> None:
         self._inbox_scheduled = False
@@ -347,20 +481,13 @@ class Session:
         client = self._client
         if client is None:
             return
-        if self.connected:
+        if self.connected and self._sock is not None:
             reason = ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message") if with_will else None
             with contextlib.suppress(Exception):
                 client.disconnect(reasoncode=reason)
+            # paho closes the socket once the DISCONNECT is written.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._gone.wait(), timeout)
         self.connected = False
-        await self._stop_thread(timeout)
-
-    async def _stop_thread(self, timeout: float = 5.0) -> None:
-        client = self._client
-        if client is None:
-            return
-        try:
-            await asyncio.wait_for(asyncio.to_thread(client.loop_stop), timeout)
-        except TimeoutError:
-            log.warning("%s: the MQTT network thread did not stop within %.0f s", self.options.address, timeout)
-        with contextlib.suppress(Exception):
-            client.socket() and client.socket().close()  # type: ignore[union-attr]
+        self._waiting.clear()
+        self._teardown()
