@@ -78,24 +78,28 @@ def _ensure_user() -> None:
         )
 
 
-async def _measure(tmp: Path, url: str) -> dict[str, list[float]]:
+async def _measure(tmp: Path, url: str, unit_socket: str | None = None) -> dict[str, list[float]]:
+    """Through the real launcher; ``unit_socket``: sessions as allervers-session@ units (launch = "unit")."""
     from kiosk.launcher.app import KioskApp, KioskLink
     from kiosk.launcher.screens import EndScreen, SessionScreen, WelcomeScreen
 
     sessions = Path(tempfile.mkdtemp(prefix="akb-", dir="/dev/shm"))
     sessions.chmod(0o755)
+    kiosk: dict[str, Any] = {
+        "sessions_dir": str(sessions / "s"),
+        "session_user": USER,
+        "browser_command": CHROMIUM,
+        "policy_dir": POLICY_DIR,
+        "services": [{"id": "caf", "label": "CAF", "url": url, "allow": ["127.0.0.1"]}],
+    }
+    if unit_socket is not None:
+        kiosk |= {"launch": "unit", "launch_socket": unit_socket, "sessions_dir": "/srv/allervers/sessions"}
     raw = {
         "vehicle": {"id": "bus-bench"},
         "storage": {"path": str(tmp / "allervers.db")},
         "api": {"control_socket": str(tmp / "control.sock"), "kiosk_socket": str(tmp / "kiosk.sock")},
         "gpio": {"pin_factory": "mock"},
-        "kiosk": {
-            "sessions_dir": str(sessions / "s"),
-            "session_user": USER,
-            "browser_command": CHROMIUM,
-            "policy_dir": POLICY_DIR,
-            "services": [{"id": "caf", "label": "CAF", "url": url, "allow": ["127.0.0.1"]}],
-        },
+        "kiosk": kiosk,
     }
     cfg = config_mod.validate(raw, "bench.toml", tmp)
     controller = Controller(cfg)
@@ -162,11 +166,13 @@ def run() -> list[Row]:
     _ensure_user()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    with tempfile.TemporaryDirectory(prefix="allervers-bench-kiosk-") as tmp:
-        try:
-            m = asyncio.run(_measure(Path(tmp), f"http://127.0.0.1:{server.server_address[1]}/"))
-        finally:
-            server.shutdown()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        with tempfile.TemporaryDirectory(prefix="allervers-bench-kiosk-") as tmp:
+            m = asyncio.run(_measure(Path(tmp), url))
+        u = _measure_units(url)
+    finally:
+        server.shutdown()
 
     def med(key: str) -> float:
         return statistics.median(m[key])
@@ -183,7 +189,53 @@ def run() -> list[Row]:
         ("kiosk: wipe alone, controller side (median)", f"{med('wipe'):.3f} s, {med('files'):.0f} files", ""),
         ("kiosk: browser cold start, spawn -> DevTools answer (median)", f"{med('cold'):.2f} s", "reported apart"),
         ("kiosk: service tile -> session screen (median)", f"{med('start'):.2f} s", ""),
-    ]
+    ] + (
+        [(f"kiosk, sessions as units (launch = unit): {u}", "", "")]
+        if isinstance(u, str)
+        else [
+            (
+                "kiosk, sessions as units (as on the bus): turnaround, Terminer -> welcome (median)",
+                f"{statistics.median(u['welcome']):.2f} s",
+                "<= 1.5 s",
+            ),
+            ("kiosk, sessions as units: ... worst", f"{max(u['welcome']):.2f} s (n={len(u['welcome'])})", "<= 1.5 s"),
+            (
+                "kiosk, sessions as units: connect -> unit -> DevTools answer (median)",
+                f"{statistics.median(u['cold']):.2f} s",
+                "reported apart",
+            ),
+        ]
+    )
+
+
+def _measure_units(url: str) -> dict[str, list[float]] | str:
+    """The same sessions, each an allervers-session@ unit of a private systemd (tests/pid1.py)."""
+    from tests import pid1
+
+    why_not = pid1.available()
+    if why_not is not None:
+        return f"skipped: {why_not}"
+    work = Path(tempfile.mkdtemp(prefix="allervers-bench-", dir="/var/lib"))  # not /tmp: the unit hides it
+    work.chmod(0o755)
+    units = {
+        "allervers-session.socket": (ROOT / "systemd" / "allervers-session.socket").read_text(),
+        "allervers-session@.service": (ROOT / "systemd" / "allervers-session@.service").read_text(),
+        "allervers-session.socket.d/bench.conf": (
+            f"[Socket]\nListenStream=\nListenStream={work}/session.sock\nSocketGroup=root\n"
+        ),
+        "allervers-session@.service.d/bench.conf": (
+            f"[Service]\nUser={USER}\nGroup={USER}\nExecStart=\nExecStart=/usr/bin/python3 -m kiosk.sessionhost\n"
+            f"Environment=PYTHONPATH={ROOT}\nBindReadOnlyPaths={ROOT}\n"
+        ),
+    }
+    manager = pid1.PrivateSystemd(work / "systemd", units)
+    try:
+        manager.start()
+        manager.systemctl("start", "allervers-session.socket")
+        return asyncio.run(_measure(work, url, unit_socket=str(work / "session.sock")))
+    finally:
+        manager.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
