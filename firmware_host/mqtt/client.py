@@ -39,7 +39,7 @@ log = logging.getLogger("allervers.mqtt")
 
 Ack = tuple[int, bool, str]  # (mid, delivered, reason)
 INBOX_SLICE = 200  # incoming messages handed to the loop per turn
-READ_BURST = 200  # loop_read calls per readable socket before the loop gets a turn
+READ_BURST = 20  # loop_read calls per readable socket before the loop gets a turn (an office flood: a key press)
 MISC_PERIOD_S = 1.0  # paho's keepalive bookkeeping (PINGREQ, a missing PINGRESP)
 _CORK = getattr(socket, "TCP_CORK", None)  # Linux
 RECEIVE_MAXIMUM_DEFAULT = 65535  # MQTT 5: no Receive Maximum in the CONNACK means 65,535
