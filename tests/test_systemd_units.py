@@ -210,7 +210,8 @@ def test_kiosk_drop_in_keeps_the_controller_unprivileged() -> None:
     assert values(dropin, "Service", "ReadWritePaths") == ["/etc/chromium/policies/managed"]
     result = run_check(str(UNITS / "allervers.service"))
     assert result.returncode == 0, result.stdout
-    found = re.search(r"allervers\.service \(with allervers\.service\.d/kiosk\.conf\): exposure ([0-9.]+)", result.stdout)
+    with_dropin = r"allervers\.service \(with allervers\.service\.d/kiosk\.conf\): exposure ([0-9.]+)"
+    found = re.search(with_dropin, result.stdout)
     assert found and float(found.group(1)) <= 2.5, result.stdout
 
 
