@@ -229,7 +229,7 @@ def test_visitor_sessions_are_socket_activated_units_of_the_visitor() -> None:
     assert one(session, "Service", "KillMode") == "control-group"
     assert one(session, "Service", "KillSignal") == "SIGKILL"
     script = one(session, "Service", "ExecStart").rsplit("/", 1)[1]
-    assert f"{script} = \"kiosk.sessionhost:main\"" in (REPO / "pyproject.toml").read_text()
+    assert f'{script} = "kiosk.sessionhost:main"' in (REPO / "pyproject.toml").read_text()
     mounts = {m.split(":")[0] for v in values(session, "Service", "TemporaryFileSystem") for m in v.split()}
     assert {"/tmp", "/var/tmp", "/dev/shm", example.kiosk.sessions_dir} <= mounts  # RAM only, the unit's own
     assert one(session, "Service", "ProtectSystem") == "strict"
