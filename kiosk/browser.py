@@ -98,6 +98,11 @@ class CdpPipe:
             raise CdpError(f"{method}: {reply['error'].get('message', reply['error'])}")
         return reply.get("result", {})
 
+    async def page_urls(self) -> list[str]:
+        """The URLs of the browser's open pages."""
+        result = await self.send("Target.getTargets")
+        return [t["url"] for t in result.get("targetInfos", []) if t.get("type") == "page"]
+
     async def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
@@ -252,8 +257,7 @@ class Browser:
 
     async def page_urls(self) -> list[str]:
         assert self.cdp is not None
-        result = await self.cdp.send("Target.getTargets")
-        return [t["url"] for t in result.get("targetInfos", []) if t.get("type") == "page"]
+        return await self.cdp.page_urls()
 
     async def wait(self) -> int:
         assert self.process is not None
@@ -372,8 +376,7 @@ class UnitBrowser:
 
     async def page_urls(self) -> list[str]:
         assert self.cdp is not None
-        result = await self.cdp.send("Target.getTargets")
-        return [t["url"] for t in result.get("targetInfos", []) if t.get("type") == "page"]
+        return await self.cdp.page_urls()
 
     async def wait(self) -> int:
         assert self._closed is not None

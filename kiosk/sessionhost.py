@@ -89,14 +89,13 @@ def start_browser(request: dict[str, Any]) -> tuple[int, int, int]:
 
     Returns (pid, the controller's read end, the controller's write end)."""
     from .browser import install_native_host
-    from .wipe import HOME_SUBDIRS, SessionUser
+    from .wipe import SessionUser, make_home
 
-    home = Path(request["home"])
-    home.mkdir(mode=0o700, parents=True)
-    for sub in HOME_SUBDIRS:
-        (home / sub).mkdir(mode=0o700)
+    wanted = Path(request["home"])
+    me = SessionUser.lookup("")
+    home = make_home(str(wanted.parent), wanted.name, me)
     if request.get("native_host"):
-        install_native_host(home / "profile", SessionUser.lookup(""), Path(request["native_host"]))
+        install_native_host(home / "profile", me, Path(request["native_host"]))
     to_browser_r, to_browser_w = os.pipe()
     from_browser_r, from_browser_w = os.pipe()
     pid = os.fork()
