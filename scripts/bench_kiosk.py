@@ -217,17 +217,7 @@ def _measure_units(url: str) -> dict[str, list[float]] | str:
         return f"skipped: {why_not}"
     work = Path(tempfile.mkdtemp(prefix="allervers-bench-", dir="/var/lib"))  # not /tmp: the unit hides it
     work.chmod(0o755)
-    units = {
-        "allervers-session.socket": (ROOT / "systemd" / "allervers-session.socket").read_text(),
-        "allervers-session@.service": (ROOT / "systemd" / "allervers-session@.service").read_text(),
-        "allervers-session.socket.d/bench.conf": (
-            f"[Socket]\nListenStream=\nListenStream={work}/session.sock\nSocketGroup=root\n"
-        ),
-        "allervers-session@.service.d/bench.conf": (
-            f"[Service]\nUser={USER}\nGroup={USER}\nExecStart=\nExecStart=/usr/bin/python3 -m kiosk.sessionhost\n"
-            f"Environment=PYTHONPATH={ROOT}\nBindReadOnlyPaths={ROOT}\n"
-        ),
-    }
+    units = pid1.session_units(ROOT, work / "session.sock", USER)
     manager = pid1.PrivateSystemd(work / "systemd", units)
     try:
         manager.start()

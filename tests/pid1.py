@@ -131,3 +131,21 @@ class PrivateSystemd:
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=30)
         self.process = None
+
+
+def session_units(repo: Path, socket_path: Path, user: str) -> dict[str, str]:
+    """The shipped allervers-session.socket and template, with drop-ins for a test machine: the socket's path and
+    group (root: the allervers group does not exist here), the session user, and the repository's session host run
+    by the system Python (bound back in case the checkout is under /root or /home, which ProtectHome=tmpfs hides)."""
+    return {
+        "allervers-session.socket": (repo / "systemd" / "allervers-session.socket").read_text(),
+        "allervers-session@.service": (repo / "systemd" / "allervers-session@.service").read_text(),
+        "allervers-session.socket.d/test.conf": (
+            f"[Socket]\nListenStream=\nListenStream={socket_path}\nSocketGroup=root\n"
+        ),
+        "allervers-session@.service.d/test.conf": (
+            f"[Service]\nUser={user}\nGroup={user}\n"
+            "ExecStart=\nExecStart=/usr/bin/python3 -m kiosk.sessionhost\n"
+            f"Environment=PYTHONPATH={repo}\nBindReadOnlyPaths={repo}\n"
+        ),
+    }

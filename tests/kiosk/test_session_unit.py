@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from firmware_host import config as config_mod
 from firmware_host.api import ClientError, call_once
 from kiosk.wipe import user_processes
 from tests import pid1
@@ -27,7 +28,6 @@ from .test_e2e_chromium import HEADLESS, site, system_policy_dir  # noqa: F401 (
 from .test_session import events_of, start_open
 
 REPO = Path(__file__).resolve().parents[2]
-UNITS = REPO / "systemd"
 SESSIONS_DIR = "/srv/allervers/sessions"  # the unit's own tmpfs (TemporaryFileSystem=)
 
 why_not = pid1.available()
@@ -41,20 +41,7 @@ def systemd(visitor: Any) -> Iterator[tuple[pid1.PrivateSystemd, Path]]:
     # Not under /tmp, /var/tmp or /dev/shm: the session unit hides those behind its own tmpfs.
     work = Path(tempfile.mkdtemp(prefix="allervers-pid1-", dir="/var/lib"))
     work.chmod(0o755)
-    units = {
-        "allervers-session.socket": (UNITS / "allervers-session.socket").read_text(),
-        "allervers-session@.service": (UNITS / "allervers-session@.service").read_text(),
-        "allervers-session.socket.d/test.conf": (
-            f"[Socket]\nListenStream=\nListenStream={work}/session.sock\nSocketGroup=root\n"
-        ),
-        "allervers-session@.service.d/test.conf": (
-            "[Service]\n"
-            f"User={TEST_USER}\nGroup={TEST_USER}\n"
-            "ExecStart=\nExecStart=/usr/bin/python3 -m kiosk.sessionhost\n"
-            f"Environment=PYTHONPATH={REPO}\n"
-            f"BindReadOnlyPaths={REPO}\n"  # in case the checkout is under /root or /home (ProtectHome=tmpfs)
-        ),
-    }
+    units = pid1.session_units(REPO, work / "session.sock", TEST_USER)
     manager = pid1.PrivateSystemd(work / "systemd", units)
     manager.start()
     try:
@@ -88,11 +75,19 @@ def api_outside_tmp(work: Path, tmp_path: Path) -> dict[str, str]:
     return {"control_socket": str(where / "control.sock"), "kiosk_socket": str(where / "kiosk.sock")}
 
 
-def write_config(tmp_path: Path, work: Path, *browser_args: str) -> Path:
-    raw = base_config(tmp_path, kiosk=unit_kiosk(work, tmp_path, *browser_args), api=api_outside_tmp(work, tmp_path))
+def write_config(tmp_path: Path, work: Path, *browser_args: str, **kiosk: Any) -> Path:
+    """A bus config with sessions as units; ``kiosk`` overrides keys of the section."""
+    section = unit_kiosk(work, tmp_path, *browser_args) | kiosk
+    raw = base_config(tmp_path, kiosk=section, api=api_outside_tmp(work, tmp_path))
     path = tmp_path / "bus.toml"
     path.write_text(to_toml(raw))
     return path
+
+
+async def open_controller(run_controller: Any, config_path: Path) -> tuple[Any, Any]:
+    """(config, controller): started, its start-up wipe done, the terminal open."""
+    cfg = config_mod.load(config_path)
+    return cfg, await start_open(run_controller, cfg)
 
 
 def session_units(manager: pid1.PrivateSystemd) -> list[str]:
@@ -102,11 +97,8 @@ def session_units(manager: pid1.PrivateSystemd) -> list[str]:
 async def test_a_unit_session_runs_sandboxed_as_the_visitor_and_the_unit_takes_everything_with_it(
     run_controller: Any, tmp_path: Path, visitor: Any, systemd: tuple[pid1.PrivateSystemd, Path]
 ) -> None:
-    from firmware_host import config as config_mod
-
     manager, work = systemd
-    cfg = config_mod.load(write_config(tmp_path, work, "--escape"))
-    controller = await start_open(run_controller, cfg)
+    cfg, controller = await open_controller(run_controller, write_config(tmp_path, work, "--escape"))
     reply = await call_once(cfg.api.kiosk_socket, "session.start", {"service": "caf"})
     assert reply["home"] == f"{SESSIONS_DIR}/{reply['session']}"
     assert session_units(manager) and len(session_units(manager)) == 1
@@ -141,11 +133,8 @@ async def test_a_unit_session_runs_sandboxed_as_the_visitor_and_the_unit_takes_e
 async def test_a_browser_that_dies_in_its_unit_ends_and_verifies_the_session(
     run_controller: Any, tmp_path: Path, visitor: Any, systemd: tuple[pid1.PrivateSystemd, Path]
 ) -> None:
-    from firmware_host import config as config_mod
-
     manager, work = systemd
-    cfg = config_mod.load(write_config(tmp_path, work, "--exit-after=0.5"))
-    controller = await start_open(run_controller, cfg)
+    cfg, controller = await open_controller(run_controller, write_config(tmp_path, work, "--exit-after=0.5"))
     await call_once(cfg.api.kiosk_socket, "session.start", {"service": "caf"})
     await wait_until(lambda: controller.kiosk.last_end is not None, timeout=20, message="the session's end")
     assert controller.kiosk.last_end["reason"] == "browser_exited" and controller.kiosk.last_end["ok"] is True
@@ -156,11 +145,8 @@ async def test_a_browser_that_dies_in_its_unit_ends_and_verifies_the_session(
 async def test_a_browser_that_cannot_start_in_its_unit_is_named_and_leaves_the_terminal_usable(
     run_controller: Any, tmp_path: Path, visitor: Any, systemd: tuple[pid1.PrivateSystemd, Path]
 ) -> None:
-    from firmware_host import config as config_mod
-
     manager, work = systemd
-    cfg = config_mod.load(write_config(tmp_path, work, "--no-answer-exit"))
-    controller = await start_open(run_controller, cfg)
+    cfg, controller = await open_controller(run_controller, write_config(tmp_path, work, "--no-answer-exit"))
     with pytest.raises(ClientError, match=r"the browser could not start: .*did not start"):
         await call_once(cfg.api.kiosk_socket, "session.start", {"service": "caf"})
     assert controller.kiosk.status()["available"] is True
@@ -170,13 +156,9 @@ async def test_a_browser_that_cannot_start_in_its_unit_is_named_and_leaves_the_t
 async def test_without_the_session_socket_the_start_fails_naming_the_setting(
     run_controller: Any, tmp_path: Path, visitor: Any, systemd: tuple[pid1.PrivateSystemd, Path]
 ) -> None:
-    from firmware_host import config as config_mod
-
     _manager, work = systemd
-    raw = base_config(tmp_path, kiosk=unit_kiosk(work, tmp_path) | {"launch_socket": str(work / "absent.sock")})
-    (tmp_path / "bus.toml").write_text(to_toml(raw))
-    cfg = config_mod.load(tmp_path / "bus.toml")
-    controller = await start_open(run_controller, cfg)
+    path = write_config(tmp_path, work, launch_socket=str(work / "absent.sock"))
+    cfg, controller = await open_controller(run_controller, path)
     with pytest.raises(ClientError, match=r"kiosk.launch_socket .*absent.sock: cannot start a session unit"):
         await call_once(cfg.api.kiosk_socket, "session.start", {"service": "caf"})
     assert controller.kiosk.status()["available"] is True
@@ -185,8 +167,6 @@ async def test_without_the_session_socket_the_start_fails_naming_the_setting(
 async def test_kill_9_of_the_controller_ends_the_unit_session_by_itself(
     tmp_path: Path, visitor: Any, systemd: tuple[pid1.PrivateSystemd, Path]
 ) -> None:
-    from firmware_host import config as config_mod
-
     manager, work = systemd
     path = write_config(tmp_path, work, "--escape")
     cfg = config_mod.load(path)
@@ -218,21 +198,18 @@ async def test_chromium_runs_in_the_unit_sandbox_and_the_next_session_finds_noth
     systemd: tuple[pid1.PrivateSystemd, Path],
 ) -> None:
     """Debian's Chromium under the unit's hardening (system call filter, namespaces, private IPC and tmpfs): it
-    starts, runs the page, downloads, shows the session bar (its bridge reaches the controller's socket from inside
+    starts, runs the page, shows the session bar (its bridge reaches the controller's socket from inside
     the sandbox); after the end the next session sees no cookie, storage or database of the first."""
-    from firmware_host import config as config_mod
-
     manager, work = systemd
-    kiosk = unit_kiosk(work, tmp_path) | {
-        "browser_command": HEADLESS,
-        "policy_dir": system_policy_dir,
-        "session_bar": True,
-        "services": [{"id": "caf", "label": "CAF", "url": site.url, "allow": ["127.0.0.1"]}],
-    }
-    raw = base_config(tmp_path, kiosk=kiosk, api=api_outside_tmp(work, tmp_path))
-    (tmp_path / "bus.toml").write_text(to_toml(raw))
-    cfg = config_mod.load(tmp_path / "bus.toml")
-    controller = await start_open(run_controller, cfg)
+    path = write_config(
+        tmp_path,
+        work,
+        browser_command=HEADLESS,
+        policy_dir=system_policy_dir,
+        session_bar=True,
+        services=[{"id": "caf", "label": "CAF", "url": site.url, "allow": ["127.0.0.1"]}],
+    )
+    cfg, controller = await open_controller(run_controller, path)
 
     first = await call_once(cfg.api.kiosk_socket, "session.start", {"service": "caf"}, timeout=60)
     await wait_until(lambda: site.reports, timeout=30, message="the page's report")
