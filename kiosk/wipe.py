@@ -162,11 +162,12 @@ def user_processes(uid: int | None = None, sid: int | None = None) -> list[int]:
 
 
 async def kill_user_processes(
-    user: SessionUser, *, session_ids: Iterable[int] = (), timeout_s: float = 5.0
+    user: SessionUser, *, session_ids: Iterable[int] = (), timeout_s: float = 5.0, kill: bool = True
 ) -> tuple[int, list[int]]:
     """SIGKILL every process of the session user (or, for one's own user, of the browser's sessions).
 
-    Returns (how many were killed, pids still alive after ``timeout_s``).
+    Returns (how many were killed, pids still alive after ``timeout_s``). ``kill=False``: only wait for them to
+    be gone (someone else ends them: the session's unit), and report (0, those still alive).
     """
     sids = [s for s in session_ids if s]
     if user.is_self:
@@ -179,7 +180,7 @@ async def kill_user_processes(
             return user_processes(uid=user.uid)
 
     found = set(await asyncio.to_thread(targets))
-    if found and not user.is_self and os.geteuid() == 0:
+    if found and kill and not user.is_self and os.geteuid() == 0:
         # kill(-1) from a process running as the user reaches all of that user's processes in one kernel walk,
         # which a fork loop cannot outrun; the /proc sweep below catches anything setuid'd in between.
         with contextlib.suppress(OSError):
@@ -202,13 +203,14 @@ async def kill_user_processes(
     while True:
         alive = await asyncio.to_thread(targets)
         if not alive:
-            return len(found), []
+            return (len(found) if kill else 0), []
         if time.monotonic() > deadline:
-            return len(found - set(alive)), alive
-        for pid in alive:
-            found.add(pid)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+            return (len(found - set(alive)) if kill else 0), alive
+        if kill:
+            for pid in alive:
+                found.add(pid)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
         await asyncio.sleep(0.02)
 
 
@@ -352,10 +354,9 @@ class Wiper:
         sids = list(session_ids)
 
         phase("stopping")
-        if self.acts:
-            killed, alive = await kill_user_processes(self.user, session_ids=sids, timeout_s=self.kill_timeout_s)
-        else:
-            killed, alive = 0, await self._wait_gone()
+        killed, alive = await kill_user_processes(
+            self.user, session_ids=sids, timeout_s=self.kill_timeout_s, kill=self.acts
+        )
         if alive:
             problems.append(f"processes of {self.user.name} still running: {', '.join(map(str, alive[:10]))}")
 
@@ -387,15 +388,6 @@ class Wiper:
         if problems:
             log.error("kiosk wipe NOT verified: %s", "; ".join(problems))
         return result
-
-    async def _wait_gone(self) -> list[int]:
-        """The unit's processes as they disappear; what is still there after ``kill_timeout_s``."""
-        deadline = time.monotonic() + self.kill_timeout_s
-        while True:
-            alive = await asyncio.to_thread(user_processes, self.user.uid)
-            if not alive or time.monotonic() > deadline:
-                return alive
-            await asyncio.sleep(0.02)
 
     def _remove_files(self) -> int:
         if not self.acts:
