@@ -110,13 +110,6 @@ def _check_readable(kind: str, path: str | None) -> None:
         raise MqttSetupError(f"{path}: {kind} not found")
 
 
-def publish_properties(**values: Any) -> Properties:
-    props = Properties(PacketTypes.PUBLISH)
-    for key, value in values.items():
-        setattr(props, key, value)
-    return props
-
-
 class PackedProperties(Properties):
     """PUBLISH properties that never change once built (a topic alias): packed once, not once per message (paho's
     ``pack`` walks every known property name, a good part of the cost of a publish)."""
@@ -129,8 +122,9 @@ class PackedProperties(Properties):
         return self._packed  # type: ignore[return-value]
 
 
-def packed_properties(**values: Any) -> PackedProperties:
-    props = PackedProperties(PacketTypes.PUBLISH)
+def publish_properties(*, packed: bool = False, **values: Any) -> Properties:
+    """PUBLISH properties; ``packed``: ones that will never change, packed once (:class:`PackedProperties`)."""
+    props = (PackedProperties if packed else Properties)(PacketTypes.PUBLISH)
     for key, value in values.items():
         setattr(props, key, value)
     return props
@@ -180,7 +174,7 @@ class Session:
         self.messages_out = 0
         self.payload_bytes_out = 0  # topic + payload as handed to paho (the proxy in the benchmark counts the wire)
         self._aliases: dict[str, int] = {}
-        self._alias_props: dict[int, PackedProperties] = {}
+        self._alias_props: dict[int, Properties] = {}
         self._client: paho.Client | None = None
         self._sock: Any = None
         self._connack: asyncio.Future | None = None
@@ -436,7 +430,7 @@ class Session:
                 # and never modified once handed over).
                 properties = self._alias_props.get(number)
                 if properties is None:
-                    properties = self._alias_props[number] = packed_properties(TopicAlias=number)
+                    properties = self._alias_props[number] = publish_properties(packed=True, TopicAlias=number)
         self._next_id += 1
         ident = self._next_id
         self.messages_out += 1
