@@ -21,6 +21,17 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+SHIPPED_CONF = Path(__file__).resolve().parents[2] / "config" / "mosquitto" / "allervers.conf"
+FLOW_OPTIONS = ("max_inflight_messages", "max_queued_messages")
+
+
+def fleet_flow_control() -> str:
+    """The flow-control lines of the shipped fleet broker config (in-flight limit, that is the Receive Maximum the
+    buses get, and the per-client queue): every test broker runs with them, so that drains and catch-ups are
+    tested as they run at the office."""
+    lines = [line for line in SHIPPED_CONF.read_text().splitlines() if line.split(" ")[0] in FLOW_OPTIONS]
+    assert len(lines) == len(FLOW_OPTIONS), f"{SHIPPED_CONF} no longer sets {', '.join(FLOW_OPTIONS)}"
+    return "\n".join(lines) + "\n"
 
 
 def free_port() -> int:
@@ -30,7 +41,8 @@ def free_port() -> int:
 
 
 class Broker:
-    """One ``mosquitto`` process on 127.0.0.1:``port``; ``extra`` lines go into its config (ACL, TLS...).
+    """One ``mosquitto`` process on 127.0.0.1:``port`` with the fleet's flow control; ``extra`` lines go into its
+    config after those (ACL, TLS, another in-flight limit...).
 
     The port is kept across ``stop()``/``start()`` so clients can reconnect to "the same broker after a restart".
     """
@@ -67,6 +79,7 @@ class Broker:
             else f"listener {self.port} 127.0.0.1\n"
             f"allow_anonymous {'true' if self.anonymous else 'false'}\n"
             "persistence false\n"
+            f"{fleet_flow_control()}"
             f"log_dest file {self.log_path}\n"
             "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
             f"{self.extra}\n"
@@ -220,10 +233,45 @@ def seqs_in_order(events: list[dict[str, Any]]) -> list[int]:
 # --- a TCP proxy in front of the broker: counts bytes, can freeze the link or add latency ----------------------
 
 
+PUBLISH, PUBACK = 3, 4
+
+
+class PacketHeaders:
+    """Splits one direction of an MQTT byte stream into packets: ``feed(bytes)`` gives (packet type, QoS) for each
+    packet completed so far (fixed header only: the type, the flags, the variable-length remaining length)."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[int, int]]:
+        buf = self._buf
+        buf += data
+        out = []
+        while len(buf) >= 2:
+            length, shift, i = 0, 0, 1
+            while True:
+                if i >= len(buf):
+                    return out  # the remaining length is not all here yet
+                byte = buf[i]
+                length |= (byte & 0x7F) << shift
+                i += 1
+                if not byte & 0x80:
+                    break
+                shift += 7
+            if len(buf) < i + length:
+                return out
+            out.append((buf[0] >> 4, (buf[0] >> 1) & 3))
+            del buf[: i + length]
+        return out
+
+
 class Proxy:
     """127.0.0.1:``port`` -> 127.0.0.1:``target``. ``bytes_up``/``bytes_down`` count every byte of every MQTT packet
     (client to broker, broker to client); ``freeze()`` stops forwarding (a link that hangs without closing);
-    ``latency_s`` delays every byte by that much one way (a satellite hop), without limiting throughput."""
+    ``latency_s`` delays every byte by that much one way (a satellite hop), without limiting throughput.
+    ``max_in_flight``: the most QoS 1 PUBLISHes from a client that the broker had not acknowledged yet, as seen
+    on the wire (a lower bound of what the client had outstanding: it can only hide a client's excess, never
+    invent one)."""
 
     def __init__(self, target: int, *, latency_s: float = 0.0):
         self.target = target
@@ -231,6 +279,8 @@ class Proxy:
         self.bytes_up = 0
         self.bytes_down = 0
         self.connections = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._flowing = threading.Event()
         self._flowing.set()
         self._closed = False
@@ -265,6 +315,7 @@ class Proxy:
         if self.latency_s:
             line: queue.Queue[tuple[float, bytes] | None] = queue.Queue()
             threading.Thread(target=self._deliver, args=(line, src, dst), daemon=True).start()
+        packets = PacketHeaders()
         try:
             while True:
                 data = src.recv(65536)
@@ -272,10 +323,15 @@ class Proxy:
                     break
                 self._flowing.wait()
                 with self._lock:
+                    # Counted as it arrives, before it is passed on: the broker cannot acknowledge a PUBLISH
+                    # the proxy has not received yet, so the count never goes below zero.
                     if direction == "up":
                         self.bytes_up += len(data)
+                        self.in_flight += sum(kind == PUBLISH and qos == 1 for kind, qos in packets.feed(data))
+                        self.max_in_flight = max(self.max_in_flight, self.in_flight)
                     else:
                         self.bytes_down += len(data)
+                        self.in_flight -= sum(kind == PUBACK for kind, _ in packets.feed(data))
                 if self.latency_s:
                     line.put((time.monotonic() + self.latency_s, data))  # a delay line, not a throttle
                 else:

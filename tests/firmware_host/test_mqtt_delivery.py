@@ -49,10 +49,10 @@ def delivered_on_disk(db_path: str) -> int:
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Any:
-    # No cap on the messages queued for a subscriber: a loopback drain (>10,000 events/s) outruns the office Watcher
-    # in this process, and past Mosquitto's default of 1000 queued the broker drops QoS 1 messages for that
-    # subscriber, after it has acknowledged them to the bus. (The bus's guarantee ends at the broker's PUBACK.)
-    with Broker(tmp_path / "broker", extra="max_queued_messages 0") as b:
+    # The fleet broker's flow control (config/mosquitto/allervers.conf): a loopback drain (>10,000 events/s) outruns
+    # the office Watcher in this process, and with Mosquitto's default queue of 1000 messages per client the broker
+    # would drop QoS 1 messages for that subscriber after acknowledging them to the bus.
+    with Broker(tmp_path / "broker") as b:
         yield b
 
 
