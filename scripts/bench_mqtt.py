@@ -401,8 +401,8 @@ async def session_alone(port: int, count: int) -> float:
         nonlocal acked
         acked += len(batch)
 
-    session = Session("alone", BrokerOptions("127.0.0.1", port, tls=False), loop=asyncio.get_running_loop())
-    session.on_acks = acks
+    options = BrokerOptions("127.0.0.1", port, tls=False)
+    session = Session("alone", options, loop=asyncio.get_running_loop(), on_acks=acks)
     await session.open()
     started = time.perf_counter()
     for payload in payloads:

@@ -247,21 +247,22 @@ class PacketHeaders:
         buf = self._buf
         buf += data
         out = []
-        while len(buf) >= 2:
-            length, shift, i = 0, 0, 1
-            while True:
-                if i >= len(buf):
-                    return out  # the remaining length is not all here yet
-                byte = buf[i]
-                length |= (byte & 0x7F) << shift
-                i += 1
-                if not byte & 0x80:
-                    break
+        start = 0
+        while len(buf) - start >= 2:
+            length, shift, i = 0, 0, start + 1
+            while i < len(buf) and buf[i] & 0x80:
+                length |= (buf[i] & 0x7F) << shift
                 shift += 7
-            if len(buf) < i + length:
-                return out
-            out.append((buf[0] >> 4, (buf[0] >> 1) & 3))
-            del buf[: i + length]
+                i += 1
+            if i >= len(buf):
+                break  # the remaining length is not all here yet
+            length |= buf[i] << shift
+            end = i + 1 + length
+            if end > len(buf):
+                break  # the body is not all here yet
+            out.append((buf[start] >> 4, (buf[start] >> 1) & 3))
+            start = end
+        del buf[:start]
         return out
 
 
@@ -269,9 +270,9 @@ class Proxy:
     """127.0.0.1:``port`` -> 127.0.0.1:``target``. ``bytes_up``/``bytes_down`` count every byte of every MQTT packet
     (client to broker, broker to client); ``freeze()`` stops forwarding (a link that hangs without closing);
     ``latency_s`` delays every byte by that much one way (a satellite hop), without limiting throughput.
-    ``max_in_flight``: the most QoS 1 PUBLISHes from a client that the broker had not acknowledged yet, as seen
-    on the wire (a lower bound of what the client had outstanding: it can only hide a client's excess, never
-    invent one)."""
+    ``max_in_flight``: the most QoS 1 PUBLISHes from clients that the broker had not acknowledged yet, as seen on
+    the wire and summed over the proxy's connections (use one client at a time). A lower bound of what the client
+    had outstanding: it can hide a client's excess, never invent one."""
 
     def __init__(self, target: int, *, latency_s: float = 0.0):
         self.target = target

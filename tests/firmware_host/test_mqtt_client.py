@@ -18,8 +18,8 @@ BURST = 300
 
 
 async def open_session(port: int, acks: list[Ack]) -> Session:
-    session = Session("window-test", BrokerOptions("127.0.0.1", port, tls=False), loop=asyncio.get_running_loop())
-    session.on_acks = acks.extend
+    options = BrokerOptions("127.0.0.1", port, tls=False)
+    session = Session("window-test", options, loop=asyncio.get_running_loop(), on_acks=acks.extend)
     await session.open()
     return session
 
