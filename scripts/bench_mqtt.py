@@ -562,20 +562,25 @@ async def bench_fleet(tmp: Path, quick: bool) -> list[Row]:
                     await asyncio.sleep(0.01)
                     lags.append(time.perf_counter() - t - 0.01)
 
+            async def press_keys(publisher: Any, between_s: float, until: Any = lambda: True) -> list[float]:
+                """Key presses while ``publisher`` runs (and until ``until()``), each timed from the key to the
+                cursor on another bus: what the person at the desk waits for. (Not pilot.press: it also waits for
+                the whole process to go idle, which a flood never lets happen.)"""
+                presses: list[float] = []
+                while publisher.returncode is None or not until():
+                    before = table.selected_bus
+                    t = time.perf_counter()
+                    app.simulate_key("down" if table.cursor_row == 0 else "up")
+                    await wait_for(lambda before=before: table.selected_bus != before, what="cursor moved")
+                    presses.append(time.perf_counter() - t)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(publisher.wait(), between_s)
+                return presses
+
             watchdog = asyncio.ensure_future(monitor())
             await wait_for(lambda: table.row_count >= 10, what="first rows")
-            presses: list[float] = []
             expected = 500 * 6 * rounds
-            while flood.returncode is None or app.fleet.messages < expected:
-                before = table.selected_bus
-                t = time.perf_counter()
-                # From the key to the cursor on another bus: what the person at the desk waits for. (Not
-                # pilot.press: it also waits for the whole process to go idle, which a flood never lets happen.)
-                app.simulate_key("down" if table.cursor_row == 0 else "up")
-                await wait_for(lambda before=before: table.selected_bus != before, what="cursor moved")
-                presses.append(time.perf_counter() - t)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(flood.wait(), 0.05)
+            presses = await press_keys(flood, 0.05, until=lambda: app.fleet.messages >= expected)
             sent = int((await flood.stdout.read()).decode().strip())
             await wait_for(lambda: app.fleet.messages >= sent and table.row_count == 500 and not app.fleet.dirty)
             all_in = time.perf_counter() - started
@@ -592,15 +597,7 @@ async def bench_fleet(tmp: Path, quick: bool) -> list[Row]:
                 cwd=str(ROOT),
                 stdout=asyncio.subprocess.PIPE,
             )
-            presses = []
-            while steady.returncode is None:
-                before = table.selected_bus
-                t = time.perf_counter()
-                app.simulate_key("down" if table.cursor_row == 0 else "up")
-                await wait_for(lambda before=before: table.selected_bus != before, what="cursor moved")
-                presses.append(time.perf_counter() - t)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(steady.wait(), 0.1)
+            presses = await press_keys(steady, 0.1)
             steady_presses, steady_lags = presses, lags
             watchdog.cancel()
             t = time.perf_counter()
