@@ -4,48 +4,22 @@ from __future__ import annotations
 
 import itertools
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.firmware_host.fake_systemd import FakeSystemd  # noqa: E402
+
 ALLERVERS = str(Path(sys.executable).parent / "allervers")
 WATCHDOG_USEC = 2_000_000  # pings every 1 s, as WatchdogSec=2s would ask (the unit uses 30 s)
 
 Row = tuple[str, str, str]
-
-
-class _FakeSystemd:
-    def __init__(self, path: str):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(path)
-        self.sock.settimeout(0.1)
-        self.messages: list[tuple[float, str]] = []
-        self._stop = False
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while not self._stop:
-            try:
-                self.messages.append((time.monotonic(), self.sock.recv(4096).decode()))
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    def first(self, prefix: str) -> float | None:
-        return next((t for t, m in list(self.messages) if m.startswith(prefix)), None)
-
-    def close(self) -> None:
-        self._stop = True
-        self._thread.join(2)
-        self.sock.close()
 
 
 def _config(tmp: Path) -> Path:
@@ -62,7 +36,7 @@ def run(quick: bool = False) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="allervers-bench-pi-") as tmpdir:
         tmp = Path(tmpdir)
         conf = _config(tmp)
-        fake = _FakeSystemd(str(tmp / "notify.sock"))
+        fake = FakeSystemd(str(tmp / "notify.sock"))
         env = {**os.environ, "NOTIFY_SOCKET": str(tmp / "notify.sock"), "WATCHDOG_USEC": str(WATCHDOG_USEC)}
         started = time.monotonic()
         proc = subprocess.Popen(
