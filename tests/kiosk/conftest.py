@@ -15,7 +15,8 @@ import pytest
 
 from tests.conftest import make_config, to_toml  # noqa: F401 (to_toml re-exported for the kiosk tests)
 
-TEST_USER = "allervers-visitor-test"
+# Its own user per checkout (ALLERVERS_TEST_VISITOR), so two suites running side by side never wipe each other.
+TEST_USER = os.environ.get("ALLERVERS_TEST_VISITOR", "allervers-visitor-test")
 FAKE_BROWSER = str(Path(__file__).with_name("fake_browser.py"))
 
 
