@@ -30,7 +30,8 @@ from firmware_host.controller import Controller  # noqa: E402
 from kiosk import policies  # noqa: E402
 
 Row = tuple[str, str, str]
-USER = "allervers-visitor-bench"  # not the tests' user: a test run at the same time keeps its sessions
+# Not the tests' user (a test run at the same time keeps its sessions); ALLERVERS_BENCH_VISITOR sets one per checkout.
+USER = os.environ.get("ALLERVERS_BENCH_VISITOR", "allervers-visitor-bench")
 SESSIONS = 5
 POLICY_DIR = "/etc/chromium/policies/managed"
 CHROMIUM = [
