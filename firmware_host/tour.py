@@ -1,7 +1,8 @@
 """The day's stops: parse the tour schedule (TOML or CSV), every bad row reported by its number and left out.
 
-A schedule lists, per stop: date, commune, INSEE code, place, arrival and departure times, and the town-hall
-contact. TOML (``[[stop]]`` tables) suits hand editing; CSV suits the association's spreadsheet (comma or
+A schedule lists, per stop: date, commune, INSEE code, place, arrival and departure times, the town-hall
+contact and, optionally, the postal code (for the national map of mediation places).
+TOML (``[[stop]]`` tables) suits hand editing; CSV suits the association's spreadsheet (comma or
 semicolon separated, UTF-8, French or English headers, dates as 2025-03-14 or 14/03/2025, times as 09:30 or 9h30).
 Most tours are a weekly rota ("le mardi matin à Pionsat"): ``date`` may also be a weekday (``mardi``/``tuesday``),
 meaning every such day; a day that has dated stops uses those instead of the weekly rota (holidays, exceptions).
@@ -27,7 +28,8 @@ from typing import Any
 MAX_BYTES = 1_000_000  # a year of stops is a few tens of kB; a bigger file is a mistake (a photo, a database)
 MAX_STOPS = 5000
 INSEE_RE = re.compile(r"(?:\d{5}|2[AB]\d{3})")  # 5 digits; Corsica's departments are 2A and 2B
-FIELDS = ("date", "commune", "insee", "place", "arrive", "depart", "contact")
+POSTCODE_RE = re.compile(r"\d{5}")
+FIELDS = ("date", "commune", "insee", "place", "arrive", "depart", "contact", "postcode")
 REQUIRED = ("date", "commune", "insee", "arrive", "depart")
 
 # Spreadsheet headers seen in the field, folded to lower case without accents or punctuation.
@@ -52,6 +54,9 @@ HEADER_ALIASES = {
     "contact": "contact",
     "contact mairie": "contact",
     "mairie": "contact",
+    "postcode": "postcode",
+    "code postal": "postcode",
+    "cp": "postcode",
 }
 
 
@@ -95,6 +100,7 @@ class Stop:
     row: int | None = None  # where it came from in the file, for messages
     scheduled: bool = True
     weekday: int | None = None  # 0 = Monday, for a weekly stop
+    postcode: str | None = None  # only the national map of mediation places needs it (allervers report)
 
     @property
     def day_label(self) -> str:
@@ -105,9 +111,17 @@ class Stop:
     @property
     def key(self) -> str:
         if not self.scheduled:
-            return f"{self.day_label}/{self.insee or _slug(self.commune)}/hors-planning"
+            return f"{self.day_label}/{self.insee or slug(self.commune)}/hors-planning"
         arrive = self.arrive.strftime("%H%M") if self.arrive else "----"
         return f"{self.day_label}/{self.insee}/{arrive}"
+
+    @staticmethod
+    def insee_of_key(key: str) -> str | None:
+        """The INSEE code a ``key`` carries (the statistics keep the key), or None for a stop typed without one."""
+        parts = key.split("/")
+        if len(parts) == 3 and INSEE_RE.fullmatch(parts[1]):
+            return parts[1]
+        return None
 
     def tag(self) -> dict[str, Any]:
         """What tags events, the state and the kiosk statistics. The contact (a person) stays off it."""
@@ -235,6 +249,17 @@ def parse_insee(value: Any, key: str = "insee", *, required: bool = True) -> str
     return text
 
 
+def parse_postcode(value: Any, key: str = "postcode") -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = f"{value:05d}"  # as for INSEE codes: a spreadsheet drops the leading zero
+    text = _text(value, key, required=False, max_len=10)
+    if not text:
+        return None
+    if not POSTCODE_RE.fullmatch(text):
+        raise _RowError(key, f"must be a postal code of 5 digits (e.g. 63330), got {text!r}")
+    return text
+
+
 def make_stop(values: dict[str, Any], row: int | None, *, scheduled: bool = True) -> Stop:
     """Validate one row's values into a Stop; raises ValueError ``<key>: <problem>``."""
     day, weekday = parse_day(values.get("date")) if scheduled else (parse_date(values.get("date")), None)
@@ -242,6 +267,7 @@ def make_stop(values: dict[str, Any], row: int | None, *, scheduled: bool = True
     insee = parse_insee(values.get("insee"), required=scheduled)
     place = _text(values.get("place"), "place", required=False)
     contact = _text(values.get("contact"), "contact", required=False, max_len=200)
+    postcode = parse_postcode(values.get("postcode"))
     arrive = depart = None
     if scheduled or values.get("arrive") not in (None, ""):
         arrive = parse_time(values.get("arrive"), "arrive")
@@ -249,7 +275,7 @@ def make_stop(values: dict[str, Any], row: int | None, *, scheduled: bool = True
         depart = parse_time(values.get("depart"), "depart")
     if arrive is not None and depart is not None and depart <= arrive:
         raise _RowError("depart", f"must be after arrive ({depart:%H:%M} is not after {arrive:%H:%M})")
-    return Stop(day, commune, insee, place, arrive, depart, contact, row, scheduled, weekday)
+    return Stop(day, commune, insee, place, arrive, depart, contact, row, scheduled, weekday, postcode)
 
 
 def unscheduled_stop(values: dict[str, Any], today: dt.date) -> Stop:
@@ -262,7 +288,7 @@ def unscheduled_stop(values: dict[str, Any], today: dt.date) -> Stop:
     return make_stop({**values, "date": today}, None, scheduled=False)
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
     return re.sub(r"[^a-z0-9]+", "-", folded).strip("-")[:40] or "arret"
 

@@ -32,6 +32,7 @@ _FC = "franceconnect.gouv.fr"
 DEFAULT_SERVICES: list[dict[str, Any]] = [
     {
         "id": "impots",
+        "thematiques": ["aide_aux_demarches_administratives", "argent_impots"],
         "label": "Impôts",
         "label_en": "Taxes",
         "hint": "Déclaration de revenus, avis d'impôt",
@@ -41,6 +42,7 @@ DEFAULT_SERVICES: list[dict[str, Any]] = [
     },
     {
         "id": "caf",
+        "thematiques": ["aide_aux_demarches_administratives", "social_sante"],
         "label": "CAF",
         "label_en": "Family benefits (CAF)",
         "hint": "Allocations familiales, aide au logement, RSA, prime d'activité",
@@ -50,6 +52,7 @@ DEFAULT_SERVICES: list[dict[str, Any]] = [
     },
     {
         "id": "ameli",
+        "thematiques": ["aide_aux_demarches_administratives", "social_sante"],
         "label": "Assurance Maladie",
         "label_en": "Health insurance",
         "hint": "Remboursements, carte Vitale, attestation de droits",
@@ -59,6 +62,7 @@ DEFAULT_SERVICES: list[dict[str, Any]] = [
     },
     {
         "id": "retraite",
+        "thematiques": ["aide_aux_demarches_administratives", "social_sante"],
         "label": "Retraite",
         "label_en": "Pension",
         "hint": "Relevé de carrière, demande de retraite",
@@ -68,6 +72,7 @@ DEFAULT_SERVICES: list[dict[str, Any]] = [
     },
     {
         "id": "france-travail",
+        "thematiques": ["aide_aux_demarches_administratives", "travail_formation"],
         "label": "France Travail",
         "label_en": "Job centre (France Travail)",
         "hint": "Inscription, actualisation, offres d'emploi",
@@ -77,6 +82,7 @@ DEFAULT_SERVICES: list[dict[str, Any]] = [
     },
     {
         "id": "ants",
+        "thematiques": ["aide_aux_demarches_administratives", "papiers_elections_citoyennete"],
         "label": "ANTS",
         "label_en": "Vehicle and ID papers (ANTS)",
         "hint": "Carte grise, permis de conduire, carte d'identité, passeport",
@@ -86,6 +92,7 @@ DEFAULT_SERVICES: list[dict[str, Any]] = [
     },
     {
         "id": "laposte",
+        "thematiques": ["navigation_sur_internet"],
         "label": "La Poste",
         "label_en": "Post office",
         "hint": "Suivi de colis, lettre recommandée en ligne",
@@ -95,6 +102,7 @@ DEFAULT_SERVICES: list[dict[str, Any]] = [
     },
     {
         "id": "messagerie",
+        "thematiques": ["email"],
         "label": "Messagerie",
         "label_en": "E-mail",
         "hint": "Lire et envoyer vos courriels",
@@ -115,6 +123,7 @@ DEFAULT_SERVICES: list[dict[str, Any]] = [
     },
     {
         "id": "navigation-libre",
+        "thematiques": ["navigation_sur_internet"],
         "label": "Navigation libre",
         "label_en": "Free browsing",
         "hint": "Les autres sites internet",
@@ -179,6 +188,17 @@ def _check_user(value: str) -> str | None:
     return None
 
 
+def _check_thematiques(values: list[str]) -> str | None:
+    from kiosk.coop import THEMATIQUES
+
+    unknown = [v for v in values if v not in THEMATIQUES]
+    if unknown:
+        return f"unknown Coop thematique(s) {', '.join(map(repr, unknown))} (see kiosk/coop_schema.json)"
+    if len(set(values)) != len(values):
+        return "a thematique is listed twice"
+    return None
+
+
 def _check_section(values: dict[str, Any]) -> tuple[str, str] | None:
     if values["launch"] == "unit" and values["session_user"] == "":
         return "session_user", 'must name the user of allervers-session@.service (User=) with launch = "unit"'
@@ -206,6 +226,7 @@ def kiosk_schema() -> Any:
             "time_limit_min": Key(int, None, min=1, max=480),
             "enabled": Key(bool, True),
             "needs_link": Key(bool, True),
+            "thematiques": Key("list[str]", None, check=_check_thematiques),
         }
     )
     return Table(
@@ -227,6 +248,7 @@ def kiosk_schema() -> Any:
             "print_wait_s": Key(float, 60.0, min=0, max=600),
             "low_battery_soc": Key(float, 25.0, min=0, max=100),
             "satisfaction": Key(bool, True),
+            "structure_siret": Key(str, "", pattern=r"(\d{14})?"),
             "services": ArrayOf(service, default=DEFAULT_SERVICES, unique="id"),
         },
         optional=True,

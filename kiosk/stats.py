@@ -19,6 +19,8 @@ from typing import Any
 
 import sqlite_utils
 
+from kiosk import coop
+
 SATISFACTION = ("good", "neutral", "bad")
 END_REASONS = (
     "visitor",
@@ -200,12 +202,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--to", dest="date_to", type=_date, metavar="YYYY-MM-DD", help="last day included")
     parser.add_argument("--by", choices=("stop", "day", "service"), help="one line per stop, day or service")
     parser.add_argument("--csv", action="store_true", help="CSV on stdout (for a spreadsheet)")
+    parser.add_argument(
+        "--format",
+        choices=("table", "coop", "lieux"),
+        default="table",
+        help="table: our counts; coop: anonymous activity records for La Coop de la médiation numérique; "
+        "lieux: the bus's stops as itinerant places of the national map (JSON, or CSV with --csv)",
+    )
+    parser.add_argument(
+        "--per",
+        choices=("session", "stop-day"),
+        default="session",
+        help="with --format coop: one record per session, or one per stop and day with its count",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from firmware_host import cli
 
     cfg = cli._load(args)
+    if args.format == "lieux":
+        return _print_places(cfg, args.csv)
     path = Path(cfg.storage.path)
     if not path.exists():
         print(f"allervers report: {path}: no store yet (storage.path)", file=sys.stderr)
@@ -222,6 +239,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"allervers report: {path}: {exc}", file=sys.stderr)
             return 1
+    if args.format == "coop":
+        return _print_activities(cfg, rows, args.per, args.csv)
     lines = aggregate(rows, args.by)
     if args.csv:
         if lines:
@@ -230,4 +249,61 @@ def run(args: argparse.Namespace) -> int:
             writer.writerows(lines)
     else:
         print(render_table(lines))
+    return 0
+
+
+def _write(records: list[dict[str, Any]], fields: tuple[str, ...], as_csv: bool) -> None:
+    if as_csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(fields)
+        writer.writerows([coop.csv_cell(r.get(f)) for f in fields] for r in records)
+    else:
+        json.dump(records, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+
+
+def _print_activities(cfg: Any, rows: list[dict[str, Any]], per: str, as_csv: bool) -> int:
+    from kiosk.settings import DEFAULT_SERVICES
+
+    services = [s.as_dict() for s in cfg.kiosk.services] if cfg.kiosk is not None else []
+    records = coop.activities(rows, coop.thematiques_by_service(services, DEFAULT_SERVICES), per)
+    for number, record in enumerate(records, start=1):
+        problems = coop.check_activity(record)
+        if problems:  # our own output: a bug, never something to hand a mediator
+            print(f"allervers report: record {number}: {'; '.join(problems)}", file=sys.stderr)
+            return 1
+    unknown = sum(1 for r in records if "duree" not in r)
+    if unknown:
+        print(
+            f"allervers report: {unknown} record(s) without duree (sessions cut by a power loss): "
+            "the Coop asks for one, enter it by hand",
+            file=sys.stderr,
+        )
+    fields = coop.ACTIVITY_FIELDS + ((coop.COUNT_FIELD,) if per == "stop-day" else ())
+    _write(records, fields, as_csv)
+    return 0
+
+
+def _print_places(cfg: Any, as_csv: bool) -> int:
+    from firmware_host.tour import TourError, load_tour
+
+    schedule = cfg.checklist.schedule if cfg.checklist is not None else None
+    if not schedule:
+        print("allervers report: --format lieux needs the tour: set [checklist] schedule", file=sys.stderr)
+        return 1
+    try:
+        tour = load_tour(schedule)
+    except TourError as exc:
+        print(f"allervers report: {exc}", file=sys.stderr)
+        return 1
+    for problem in tour.errors:
+        print(f"allervers report: {problem} (left out)", file=sys.stderr)
+    siret = cfg.kiosk.structure_siret if cfg.kiosk is not None else ""
+    records = coop.places(
+        tour, vehicle_id=cfg.vehicle.id, vehicle_name=cfg.vehicle.name, siret=siret, today=dt.date.today()
+    )
+    for record in records:
+        for problem in coop.check_place(record):
+            print(f"allervers report: {tour.source}: {record['nom']} ({record['adresse']}): {problem}", file=sys.stderr)
+    _write(records, coop.PLACE_FIELDS, as_csv)
     return 0

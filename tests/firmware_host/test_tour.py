@@ -131,7 +131,7 @@ mayor = "M. Dupont"
         "tour.toml: stop 3 (Giat): date: must be a date like 2025-03-14 or 14/03/2025, or a weekday like mardi, "
         "got '2026-06-02T09:00:00'",
         "tour.toml: stop 4 (Manzat): unknown key(s) mayor "
-        "(known: date, commune, insee, place, arrive, depart, contact)",
+        "(known: date, commune, insee, place, arrive, depart, contact, postcode)",
     ]
 
 
