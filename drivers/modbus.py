@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import math
+import re
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pymodbus import FramerType
@@ -136,7 +139,7 @@ class Register:
                 return ModbusClientMixin.convert_to_registers(math.nan, datatype)
             raise DecodeError(f"{self.label}: has no invalid marker, cannot encode None")
         if self.enum is not None:
-            raw = self._enum_raw(value)
+            raw = self.enum_raw(value)
         elif self.type == "float32":
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise DecodeError(f"{self.label}: {value!r} is not a number")
@@ -157,7 +160,8 @@ class Register:
             raise DecodeError(f"{self.label}: {value} {self.unit} collides with the 'not available' marker")
         return words
 
-    def _enum_raw(self, value: Any) -> int:
+    def enum_raw(self, value: Any) -> int:
+        """The raw number of an enumeration value given by its state name (or as a number)."""
         assert self.enum is not None
         if isinstance(value, str):
             for raw, text in self.enum.items():
@@ -190,6 +194,7 @@ class RegisterTable:
 
     registers: tuple[Register, ...]
     readable: tuple[range, ...] = ()
+    group: str = ""  # what a failing read of this table is called in stale_groups and alarms ("battery_monitor")
 
     def __post_init__(self) -> None:
         names = [r.name for r in self.registers]
@@ -219,6 +224,7 @@ class ReadBlock:
     start: int
     count: int
     registers: tuple[Register, ...]
+    group: str = ""
 
     @property
     def end(self) -> int:
@@ -256,6 +262,7 @@ def plan_reads(
     if max_gap < 0:
         raise ValueError(f"max_gap must be >= 0, got {max_gap}")
     blocks: list[ReadBlock] = []
+    group = table.group or f"unit {unit}"
     for kind in KINDS:
         registers = sorted((r for r in table.registers if r.kind == kind), key=lambda r: (r.address, r.end))
         current: list[Register] = []
@@ -268,10 +275,10 @@ def plan_reads(
                 end = max(end, register.end)
                 continue
             if current:
-                blocks.append(ReadBlock(unit, kind, start, end - start, tuple(current)))
+                blocks.append(ReadBlock(unit, kind, start, end - start, tuple(current), group))
             current, start, end = [register], register.address, register.end
         if current:
-            blocks.append(ReadBlock(unit, kind, start, end - start, tuple(current)))
+            blocks.append(ReadBlock(unit, kind, start, end - start, tuple(current), group))
     return blocks
 
 
@@ -430,6 +437,7 @@ class ModbusDevice:
         ]
         self.requests_last_poll = 0
         self.requests_total = 0
+        self.failing: dict[str, str] = {}  # read group -> why its last read failed (the others were read)
         self._client: ModbusBaseClient | None = None
 
     async def open(self) -> None:
@@ -453,15 +461,32 @@ class ModbusDevice:
         return nest(values)
 
     async def read_values(self) -> dict[str, Any]:
-        """Run every planned read and return {register name: decoded value}."""
+        """Run every planned read and return {register name: decoded value}.
+
+        A read that fails leaves its registers None and its group named in ``failing`` (group -> error), so
+        one rejected block never hides the values the other blocks carried. Only when every group fails, or
+        the connection itself is gone, does the poll raise.
+        """
         self.requests_last_poll = 0
         values: dict[str, Any] = {}
+        failing: dict[str, str] = {}
+        first_error: DeviceError | None = None
         for block in self.plan:
-            words = await self._read_block(block)
             try:
-                values.update(block.decode(words))
-            except DecodeError as exc:
-                raise DeviceError(self.name, f"unit {block.unit}, {exc}") from exc
+                words = await self._read_block(block)
+                try:
+                    values.update(block.decode(words))
+                except DecodeError as exc:
+                    raise DeviceError(self.name, f"unit {block.unit}, {exc}") from exc
+            except DeviceGone:
+                raise
+            except DeviceError as exc:
+                first_error = first_error or exc
+                failing.setdefault(block.group, str(exc))
+                values.update(dict.fromkeys(r.name for r in block.registers))
+        if first_error is not None and failing.keys() >= {block.group for block in self.plan}:
+            raise first_error
+        self.failing = failing
         return values
 
     async def write_value(self, name: str, value: Any) -> None:
@@ -535,34 +560,123 @@ class ModbusDevice:
 
 
 FAULTS = (None, "silent", "exception", "garbage")
+_STRING_TYPE = re.compile(r"string\[(\d+)\]")
 
 
-class TableSimulator:
-    """A real Modbus server on TCP that serves register tables from a plain dict of state values.
+@dataclass(frozen=True)
+class PublishedRegister:
+    """One value as the device's maker publishes it: address, type, scale and the maker's name (``path``).
 
-    ``values`` is keyed by register name (dotted names nest); values are encoded at read time, so a test or
-    demo just assigns ``sim.values["soc"] = 55.0``. Client writes to writable registers land in ``values``.
-    ``fault``: None, "silent" (never reply), "exception" (exception 4, device failure) or "garbage" (a
-    well-framed reply one register short, as a confused gateway sends). ``requests`` counts requests received.
+    The simulators are built from these, read from the maker's own list (a CSV shipped beside the driver), never
+    from our driver tables: a mistake in a table then shows up as a rejected read or a wrong value in the tests.
+    ``type`` is one of REGISTER_TYPES or ``string[N]`` (N registers of ASCII); ``scale`` may be negative
+    (Victron publishes consumed amp-hours that way). ``value = raw / scale``.
+    """
+
+    address: int
+    path: str
+    type: str = "uint16"
+    scale: float = 1
+    writable: bool = False
+
+    @property
+    def size(self) -> int:
+        text = _STRING_TYPE.fullmatch(self.type)
+        return int(text.group(1)) if text else REGISTER_TYPES[self.type][1]
+
+    @property
+    def end(self) -> int:
+        return self.address + self.size
+
+    def encode(self, value: Any) -> list[int]:
+        """The words served for ``value``; None (unknown) reads 0xFFFF.. unsigned, NaN in float32, else 0."""
+        if self.type.startswith("string"):
+            data = str(value or "").encode("ascii", "replace")[: 2 * self.size].ljust(2 * self.size, b"\0")
+            return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
+        datatype, size, low, _high = REGISTER_TYPES[self.type]
+        if self.type == "float32":
+            number = math.nan if value is None else float(value) * self.scale
+            return ModbusClientMixin.convert_to_registers(number, datatype)
+        if value is None:
+            return [0xFFFF] * size if low == 0 else [0] * size
+        raw = round(value * self.scale)
+        width = 16 * size
+        unsigned = raw & ((1 << width) - 1)  # two's complement for the signed types
+        return [(unsigned >> (16 * (size - 1 - i))) & 0xFFFF for i in range(size)]
+
+    def decode(self, words: Sequence[int]) -> Any:
+        """A written value back in engineering units (what a client's write sets)."""
+        datatype = REGISTER_TYPES[self.type][0]
+        raw = ModbusClientMixin.convert_from_registers(list(words), datatype)
+        value = raw / self.scale
+        return int(value) if float(value).is_integer() and abs(self.scale) == 1 else value
+
+
+@dataclass(frozen=True)
+class PublishedMap:
+    """The registers one unit of a device defines; every other address answers exception 2 (illegal address).
+
+    ``name`` keys the unit's values in the simulator (``sim.values["vebus"]["/Soc"]``); ``blank_ranges`` are
+    addresses the device answers although it defines nothing there (they read 0), as some meters do between
+    their values; ``input``/``holding`` say which read functions reach the map.
+    """
+
+    name: str
+    registers: tuple[PublishedRegister, ...]
+    blank_ranges: tuple[range, ...] = ()
+    functions: tuple[int, ...] = (3, 4)
+
+    def __post_init__(self) -> None:
+        taken: dict[int, str] = {}
+        for register in self.registers:
+            for address in range(register.address, register.end):
+                if address in taken:
+                    raise ValueError(f"{self.name}: {register.path} overlaps {taken[address]} at {address}")
+                taken[address] = register.path
+
+    def defined(self) -> set[int]:
+        """Every address a read may touch."""
+        addresses = {a for r in self.registers for a in range(r.address, r.end)}
+        for span in self.blank_ranges:
+            addresses.update(span)
+        return addresses
+
+    def by_path(self, path: str) -> PublishedRegister:
+        for register in self.registers:
+            if register.path == path:
+                return register
+        raise KeyError(f"{self.name}: no register {path!r} in the published list")
+
+
+class MapSimulator:
+    """A real Modbus server on TCP serving published register maps, one per unit id, from plain values.
+
+    ``values[map name][path]`` holds each value in engineering units (an enumeration as its raw number); values
+    are encoded at read time, so a test or a scenario just assigns ``sim.values["vebus"]["/Soc"] = 55.0``;
+    client writes to writable registers land there too. A read touching an address the map does not define
+    answers exception 2, as the real device does. ``fault`` (every unit) and ``unit_faults[unit]`` (one unit):
+    None, "silent" (never reply), "exception" (exception 4, device failure) or "garbage" (a well-framed reply
+    one register short, as a confused gateway sends). ``requests`` counts requests received.
     """
 
     def __init__(
         self,
-        tables: Mapping[int, RegisterTable],
-        values: dict[str, Any],
+        maps: Mapping[int, PublishedMap],
+        values: dict[str, dict[str, Any]],
         *,
         framer: FramerType = FramerType.SOCKET,
         missing_unit: str = "gateway",
-        fc4_reads_holding: bool = False,
     ):
         if missing_unit not in ("gateway", "silent"):
             raise ValueError(f"simulator: missing_unit must be 'gateway' or 'silent', got {missing_unit!r}")
-        self.tables = dict(tables)
+        self.maps = dict(maps)
         self.values = values
+        for published in self.maps.values():
+            self.values.setdefault(published.name, {})
         self.framer = framer
         self.missing_unit = missing_unit
-        self.fc4_reads_holding = fc4_reads_holding
         self._fault: str | None = None
+        self.unit_faults: dict[int, str | None] = {}
         self.requests = 0
         self.port: int | None = None
         self._server: ModbusTcpServer | None = None
@@ -573,17 +687,21 @@ class TableSimulator:
 
     @fault.setter
     def fault(self, fault: str | None) -> None:
-        if fault not in FAULTS:
-            raise ValueError(f"simulator: fault {fault!r} is not one of {', '.join(map(str, FAULTS))}")
-        self._fault = fault
+        self._fault = check_fault(fault)
+
+    def set_unit_fault(self, unit: int, fault: str | None) -> None:
+        """Fail one unit only (a GX whose system service is gone while its VE.Bus port answers)."""
+        if unit not in self.maps:
+            raise ValueError(f"simulator: no unit {unit} (units {', '.join(map(str, self.maps))})")
+        self.unit_faults[unit] = check_fault(fault)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Listen on host:port (0 picks a free port) and return the bound port."""
         if self._server is not None:
             raise RuntimeError("simulator already running")
         devices = [
-            SimDevice(id=unit, simdata=self._simdata(table), action=self._make_action(unit))
-            for unit, table in self.tables.items()
+            SimDevice(id=unit, simdata=_simdata(published), action=self._make_action(unit))
+            for unit, published in self.maps.items()
         ]
         # Unit 0 is pymodbus's catch-all for ids without a SimDevice; it spans the whole address space so the
         # action, not the address check, decides the answer.
@@ -611,27 +729,6 @@ class TableSimulator:
         if self._server is not None:
             await self._server.shutdown()
             self._server = None
-
-    # Served addresses: every register plus the readable ranges, so the sim answers exactly the reads the
-    # table vouches for and exception 2 elsewhere, like the real device.
-    @staticmethod
-    def _simdata(table: RegisterTable) -> list[SimData]:
-        addresses: set[int] = set()
-        for register in table.registers:
-            addresses.update(range(register.address, register.end))
-        for span in table.readable:
-            addresses.update(span)
-        runs: list[SimData] = []
-        ordered = sorted(addresses)
-        run_start = previous = ordered[0]
-        for address in [*ordered[1:], None]:
-            if address is not None and address == previous + 1:
-                previous = address
-                continue
-            runs.append(SimData(run_start, count=previous - run_start + 1, datatype=DataType.REGISTERS))
-            if address is not None:
-                run_start = previous = address
-        return runs
 
     def _make_action(self, unit: int) -> Any:
         async def action(
@@ -661,31 +758,35 @@ class TableSimulator:
         registers: list[int],
         set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
-        if self.fault == "exception":
+        fault = self.unit_faults.get(unit) or self.fault
+        if fault == "exception":
             return ExcCodes.DEVICE_FAILURE
-        table = self.tables[unit]
-        touched = [r for r in table.registers if r.address < address + count and r.end > address]
-        allowed_kinds = {"holding"} if function_code in (3, 6, 16) else {"input"}
-        if function_code == 4 and self.fc4_reads_holding:
-            allowed_kinds.add("holding")
-        if any(r.kind not in allowed_kinds for r in touched):
-            return ExcCodes.ILLEGAL_ADDRESS
+        if fault == "silent":
+            raise NoSuchIdException(f"unit {unit} is silent")  # the server drops the request, no reply
+        published = self.maps[unit]
+        if function_code not in (*published.functions, 6, 16):
+            return ExcCodes.ILLEGAL_FUNCTION
+        touched = [r for r in published.registers if r.address < address + count and r.end > address]
+        values = self.values[published.name]
         if set_values is not None:
-            return self._write(address, [int(v) for v in set_values], touched)
+            return self._write(values, address, [int(v) for v in set_values], touched)
         for register in touched:
-            words = register.encode(get_path(self.values, register.name))
+            words = register.encode(values.get(register.path))
             offset = register.address - start_address
             registers[offset : offset + register.size] = words
         return None
 
-    def _write(self, address: int, words: list[int], touched: list[Register]) -> ExcCodes | None:
+    @staticmethod
+    def _write(
+        values: dict[str, Any], address: int, words: list[int], touched: list[PublishedRegister]
+    ) -> ExcCodes | None:
         end = address + len(words)
         for register in touched:
             if not register.writable or register.address < address or register.end > end:
                 return ExcCodes.ILLEGAL_ADDRESS
         for register in touched:
             offset = register.address - address
-            set_path(self.values, register.name, register.decode(words[offset : offset + register.size]))
+            values[register.path] = register.decode(words[offset : offset + register.size])
         return None
 
     def _trace_packet(self, sending: bool, data: bytes) -> bytes:
@@ -696,9 +797,40 @@ class TableSimulator:
     def _trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
         if not sending:
             self.requests += 1
-        elif self.fault == "garbage" and pdu.function_code in (3, 4) and pdu.registers:
+        elif (
+            pdu.function_code in (3, 4)
+            and pdu.registers
+            and "garbage" in (self.fault, self.unit_faults.get(pdu.dev_id))
+        ):
             pdu.registers = pdu.registers[:-1]
         return pdu
+
+
+def check_fault(fault: str | None) -> str | None:
+    if fault not in FAULTS:
+        raise ValueError(f"simulator: fault {fault!r} is not one of {', '.join(map(str, FAULTS))}")
+    return fault
+
+
+def _simdata(published: PublishedMap) -> list[SimData]:
+    """One SimData run per stretch of defined addresses: pymodbus answers exception 2 for anything between."""
+    ordered = sorted(published.defined())
+    runs: list[SimData] = []
+    run_start = previous = ordered[0]
+    for address in [*ordered[1:], None]:
+        if address is not None and address == previous + 1:
+            previous = address
+            continue
+        runs.append(SimData(run_start, count=previous - run_start + 1, datatype=DataType.REGISTERS))
+        if address is not None:
+            run_start = previous = address
+    return runs
+
+
+def read_published_csv(path: Path) -> list[list[str]]:
+    """The rows of a maker's register list shipped as CSV beside its driver (``#`` lines note its source)."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.reader(line for line in handle if line.strip() and not line.startswith("#")))
 
 
 def free_port(host: str = "127.0.0.1") -> int:

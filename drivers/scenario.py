@@ -8,9 +8,11 @@ demo shows the battery moving. Faults are injected per device (``<device>.fault`
 ``sim.set`` keys (also listed by ``sim.get``):
   shore.connected          plug/unplug the shore cable (meter, inverter AC-in and presence pin together)
   gpio.<role>              ignition, antenna_stowed, door_open, shore_presence (mock pins of the controller)
-  inverter.<value>         any GX value (``inverter.soc``, ``inverter.alarms.low_battery``); physics keys
-                           (soc, load_w, battery_temp_c) steer the model, others are held until released
-  meter.<value>            any SDM120 value, held until released
+  inverter.<value>         any value the GX driver reads, by its name (``inverter.soc``, ``inverter.mode``,
+                           ``inverter.alarms.low_battery``, ``inverter.monitor_soc``); physics keys (soc,
+                           load_w, battery_temp_c) steer the model, others are held until released
+  inverter.system_fault    the GX's system service alone (unit 100): null, "silent", "exception", "garbage"
+  meter.<value>            any value the meter driver reads, held until released
   modem.<state>            rssi, ber, reg_stat, operator, ip, sbdreg, service, antenna_fault
   <device>.fault           inverter / meter / modem: null, "silent", "exception", "garbage" (modem: "cme")
   modem.plugged            false unplugs the modem (pty gone), true plugs it back
@@ -31,10 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .modbus import get_path, set_path
+from .modbus import MapSimulator, Register
 from .modem import ModemSimulator
-from .sdm120 import SDM120Simulator
-from .victron_gx import GXSimulator
+from .sdm120 import SDM120_TABLE, SDM120Simulator
+from .victron_gx import SYSTEM_TABLE, VEBUS_TABLE, GXSimulator
 
 log = logging.getLogger("allervers.sim")
 
@@ -245,50 +247,71 @@ class Simulation:
         charge_w = max(0.0, battery_a) * self._battery_v(p.soc, battery_a)
         in_w = p.load_w + charge_w if p.shore else 0.0
         if self.gx is not None:
-            v = self.gx.values
-            state = ("bulk" if p.soc < 85 else "absorption" if p.soc < 99 else "float") if p.shore else "inverting"
-            soc_alarm = "alarm" if p.soc < 10 else "warning" if p.soc < 15 else "ok"
-            v.update(
+            # The GX serves Victron's paths and raw enumeration numbers (see drivers/victron_gx_registers.csv).
+            vebus, system = self.gx.values["vebus"], self.gx.values["system"]
+            state = (3 if p.soc < 85 else 4 if p.soc < 99 else 5) if p.shore else 9  # bulk/absorption/float/inv.
+            battery_v = self._battery_v(p.soc, battery_a)
+            vebus.update(
                 {
-                    "ac_in_v": round(volts_in, 1),
-                    "ac_in_a": round(in_w / 230, 1) if p.shore else 0.0,
-                    "ac_in_hz": round(50 + noise(0, 0.01), 2) if p.shore else 0.0,
-                    "ac_in_w": round(in_w),
-                    "ac_out_v": round(230.0 + noise(0, 0.4), 1),
-                    "ac_out_a": round(p.load_w / 230, 1),
-                    "ac_out_hz": round(50 + noise(0, 0.01), 2),
-                    "ac_out_w": round(p.load_w),
-                    "active_input": "ac1" if p.shore else "disconnected",
-                    "ac_in_source": "shore" if p.shore else "not_connected",
-                    "battery_v": round(self._battery_v(p.soc, battery_a), 2),
-                    "battery_a": round(battery_a, 1),
-                    "battery_temp_c": round(p.battery_temp_c, 1),
-                    "soc": round(p.soc, 1),
-                    "state": state,
-                    "system_soc": round(p.soc),
-                    "system_battery_v": round(self._battery_v(p.soc, battery_a), 1),
-                    "system_battery_a": round(battery_a, 1),
-                    "battery_power_w": round(battery_a * 26),
-                    "battery_state": "charging" if battery_a > 0.5 else "discharging" if battery_a < -0.5 else "idle",
+                    "/Ac/ActiveIn/L1/V": round(volts_in, 1),
+                    "/Ac/ActiveIn/L1/I": round(in_w / 230, 1) if p.shore else 0.0,
+                    "/Ac/ActiveIn/L1/F": round(50 + noise(0, 0.01), 2) if p.shore else 0.0,
+                    "/Ac/ActiveIn/L1/P": round(in_w),
+                    "/Ac/Out/L1/V": round(230.0 + noise(0, 0.4), 1),
+                    "/Ac/Out/L1/I": round(p.load_w / 230, 1),
+                    "/Ac/Out/L1/F": round(50 + noise(0, 0.01), 2),
+                    "/Ac/Out/L1/P": round(p.load_w),
+                    "/Ac/ActiveIn/ActiveInput": 0 if p.shore else 240,
+                    "/Dc/0/Voltage": round(battery_v, 2),
+                    "/Dc/0/Current": round(battery_a, 1),
+                    "/Dc/0/Temperature": round(p.battery_temp_c, 1),
+                    "/Soc": round(p.soc, 1),
+                    "/State": state,
+                    "/Alarms/LowBattery": 2 if p.soc < 10 else 1 if p.soc < 15 else 0,
+                    "/Alarms/HighTemperature": 1 if p.warning_left_s > 0 else 0,
                 }
             )
-            v["alarms"]["low_battery"] = soc_alarm
-            v["alarms"]["high_temperature"] = "warning" if p.warning_left_s > 0 else "ok"
-        if self.meter is not None:
-            self.meter.values.update(
+            system.update(
                 {
-                    "voltage_v": round(volts_in, 1),
-                    "current_a": round(in_w / 230, 2) if p.shore else 0.0,
-                    "power_w": round(in_w, 1),
-                    "frequency_hz": round(50 + noise(0, 0.01), 2) if p.shore else 0.0,
-                    "energy_import_kwh": round(p.energy_kwh, 3),
+                    "/Ac/ActiveIn/Source": 3 if p.shore else 240,
+                    "/Ac/Consumption/L1/Power": round(p.load_w),
+                    "/Dc/Battery/Voltage": round(battery_v, 1),
+                    "/Dc/Battery/Current": round(battery_a, 1),
+                    "/Dc/Battery/Power": round(battery_a * battery_v),
+                    "/Dc/Battery/Soc": round(p.soc),
+                    "/Dc/Battery/State": 1 if battery_a > 0.5 else 2 if battery_a < -0.5 else 0,
+                }
+            )
+        if self.meter is not None:
+            self.meter.values["sdm120"].update(
+                {
+                    "Line to neutral voltage": round(volts_in, 1),
+                    "Current": round(in_w / 230, 2) if p.shore else 0.0,
+                    "Active power": round(in_w, 1),
+                    "Frequency": round(50 + noise(0, 0.01), 2) if p.shore else 0.0,
+                    "Import active energy": round(p.energy_kwh, 3),
+                    "Total active energy": round(p.energy_kwh, 3),
                 }
             )
         for key, value in self.held.items():
             device, _, name = key.partition(".")
-            target = {"inverter": self.gx, "meter": self.meter}.get(device)
-            if target is not None:
-                set_path(target.values, name, value)
+            point = self._point(device, name)
+            if point is not None:
+                point.set(value)
+
+    def _point(self, device: str, name: str) -> _Point | None:
+        """The simulated register a driver value name stands for (None when that simulator is not running)."""
+        if device == "inverter" and self.gx is not None:
+            for table, service in ((VEBUS_TABLE, "vebus"), (SYSTEM_TABLE, "system")):
+                if any(r.name == name for r in table.registers):
+                    return _Point(self.gx, service, table.by_name(name))
+        if device == "meter" and self.meter is not None and any(r.name == name for r in SDM120_TABLE.registers):
+            return _Point(self.meter, "sdm120", SDM120_TABLE.by_name(name))
+        return None
+
+    def _points(self, device: str) -> list[str]:
+        tables = {"inverter": (VEBUS_TABLE, SYSTEM_TABLE), "meter": (SDM120_TABLE,)}[device]
+        return [r.name for table in tables for r in table.registers]
 
     # --- sim.set / sim.get ---
 
@@ -305,7 +328,7 @@ class Simulation:
         return {key: value for key, value in changes.items()}
 
     def _current_battery_a(self) -> float:
-        return float(self.gx.values.get("battery_a") or 0.0) if self.gx is not None else 0.0
+        return float(self.gx.values["vebus"].get("/Dc/0/Current") or 0.0) if self.gx is not None else 0.0
 
     def _plan(self, key: str, value: Any) -> Any:
         device, _, name = key.partition(".")
@@ -329,11 +352,17 @@ class Simulation:
                 raise KeyError(f"sim.set: {key}: no {device} simulator is running")
             if name == "fault":
                 return _fault_setter(key, sim, value, ("silent", "exception", "garbage"))
-            if get_path(sim.values, name, _MISSING) is _MISSING:
-                raise KeyError(f"sim.set: {key}: unknown {device} value (known: {', '.join(_flat_keys(sim.values))})")
+            if device == "inverter" and name == "system_fault":
+                assert self.gx is not None
+                _fault_setter(key, sim, value, ("silent", "exception", "garbage"))
+                return lambda: self.gx.set_unit_fault(self.gx.system_unit, value)
             if device == "inverter" and name in ("soc", "load_w", "battery_temp_c"):
                 _need_number(key, value, 0 if name != "battery_temp_c" else -40, 100 if name == "soc" else 10000)
                 return lambda: setattr(self.physics, name, float(value))
+            point = self._point(device, name)
+            if point is None:
+                raise KeyError(f"sim.set: {key}: unknown {device} value (known: {', '.join(self._points(device))})")
+            point.check(key, value)
             return lambda: self.held.__setitem__(key, value)
         if device == "modem":
             if self.modem is None:
@@ -389,12 +418,12 @@ class Simulation:
         }
         if self.io is not None:
             out.update({f"gpio.{role}": self.io.read(role) for role in self.io.inputs})
+        for device, sim in (("inverter", self.gx), ("meter", self.meter)):
+            if sim is not None:
+                out.update({f"{device}.{n}": self._point(device, n).get() for n in self._points(device)})  # type: ignore[union-attr]
+                out[f"{device}.fault"] = sim.fault
         if self.gx is not None:
-            out.update({f"inverter.{k}": get_path(self.gx.values, k) for k in _flat_keys(self.gx.values)})
-            out["inverter.fault"] = self.gx.fault
-        if self.meter is not None:
-            out.update({f"meter.{k}": get_path(self.meter.values, k) for k in _flat_keys(self.meter.values)})
-            out["meter.fault"] = self.meter.fault
+            out["inverter.system_fault"] = self.gx.unit_faults.get(self.gx.system_unit)
         if self.modem is not None:
             state = self.modem.state
             out.update({f"modem.{k}": getattr(state, k) for k in state.__dataclass_fields__})
@@ -403,17 +432,33 @@ class Simulation:
         return out
 
 
-_MISSING = object()
+@dataclass(frozen=True)
+class _Point:
+    """A driver's value name pointed at the simulator's register for it: the driver's name, the maker's path.
 
+    This is the one place the scenario meets our tables, so ``sim.set inverter.mode=off`` reads as the state
+    does; the simulator itself only knows the maker's list.
+    """
 
-def _flat_keys(values: dict[str, Any], prefix: str = "") -> list[str]:
-    keys = []
-    for k, v in values.items():
-        if isinstance(v, dict):
-            keys += _flat_keys(v, f"{prefix}{k}.")
-        else:
-            keys.append(f"{prefix}{k}")
-    return keys
+    sim: MapSimulator
+    service: str
+    register: Register
+
+    def check(self, key: str, value: Any) -> None:
+        try:
+            self.register.encode(value)
+        except ValueError as exc:
+            raise ValueError(f"sim.set: {key}: {exc}") from None
+
+    def set(self, value: Any) -> None:
+        raw = self.register.enum_raw(value) if self.register.enum is not None and value is not None else value
+        self.sim.values[self.service][self.register.path] = raw
+
+    def get(self) -> Any:
+        raw = self.sim.values[self.service].get(self.register.path)
+        if self.register.enum is not None and raw is not None:
+            return self.register.enum.get(int(raw), f"unknown_{raw}")
+        return raw
 
 
 def _need_bool(key: str, value: Any) -> None:

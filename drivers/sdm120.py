@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 from pymodbus import FramerType
 
-from drivers.modbus import ModbusDevice, ModbusTransport, Register, RegisterTable, TableSimulator
+from drivers.modbus import (
+    MapSimulator,
+    ModbusDevice,
+    ModbusTransport,
+    PublishedMap,
+    PublishedRegister,
+    Register,
+    RegisterTable,
+    read_published_csv,
+)
 
 DEFAULT_UNIT = 1
 
@@ -72,32 +82,55 @@ class SDM120(ModbusDevice):
         self.unit = unit
 
 
-DEFAULT_VALUES: dict[str, Any] = {
-    "voltage_v": 231.4,
-    "current_a": 5.2,
-    "power_w": 1180.0,
-    "apparent_power_va": 1203.3,
-    "reactive_power_var": -85.0,
-    "power_factor": 0.98,
-    "phase_angle_deg": 4.1,
-    "frequency_hz": 50.02,
-    "energy_import_kwh": 1523.75,
-    "energy_export_kwh": 0.0,
-    "reactive_import_kvarh": 12.5,
-    "reactive_export_kvarh": 3.25,
+PUBLISHED_LIST = Path(__file__).with_name("eastron_sdm120_registers.csv")
+
+
+def published_map() -> PublishedMap:
+    """The meter's input registers as Eastron publishes them, named by Eastron's parameter names.
+
+    The meter answers a read anywhere in its first parameter block (0x0000..0x004F), undefined slots reading
+    0, which is what lets one request fetch the whole block; past it only the listed registers answer.
+    """
+    registers = tuple(
+        PublishedRegister(int(address), name, "float32")
+        for _kind, _hex, address, name, _unit in read_published_csv(PUBLISHED_LIST)
+    )
+    return PublishedMap("sdm120", registers, blank_ranges=(range(0, 0x50),), functions=(4,))
+
+
+# What the simulated meter serves at start, by Eastron's parameter names.
+DEFAULT_VALUES: dict[str, dict[str, Any]] = {
+    "sdm120": {
+        "Line to neutral voltage": 231.4,
+        "Current": 5.2,
+        "Active power": 1180.0,
+        "Apparent power": 1203.3,
+        "Reactive power": -85.0,
+        "Power factor": 0.98,
+        "Phase angle": 4.1,
+        "Frequency": 50.02,
+        "Import active energy": 1523.75,
+        "Export active energy": 0.0,
+        "Import reactive energy": 12.5,
+        "Export reactive energy": 3.25,
+        "Total active energy": 1523.75,
+        "Total reactive energy": 15.75,
+    }
 }
 
 
-class SDM120Simulator(TableSimulator):
+class SDM120Simulator(MapSimulator):
     """An SDM120 behind an RS-485/Ethernet gateway: RTU frames over TCP, silence for any other unit id.
 
-    ``sim.values["voltage_v"] = 228.0``; None serves NaN. ``sim.fault``: None, "silent", "exception",
-    "garbage". Only function 4 (input registers) is served; holding-register settings are not simulated.
+    Built from Eastron's published map (``eastron_sdm120_registers.csv``), not from our table.
+    ``sim.values["sdm120"]["Line to neutral voltage"] = 228.0``; None serves NaN. ``sim.fault``: None,
+    "silent", "exception", "garbage". Only function 4 (input registers) is served; holding-register settings
+    are not simulated.
     """
 
-    def __init__(self, unit: int = DEFAULT_UNIT, values: dict[str, Any] | None = None):
+    def __init__(self, unit: int = DEFAULT_UNIT, values: dict[str, dict[str, Any]] | None = None):
         super().__init__(
-            {unit: SDM120_TABLE},
+            {unit: published_map()},
             copy.deepcopy(DEFAULT_VALUES) if values is None else values,
             framer=FramerType.RTU,
             missing_unit="silent",

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 from typing import Any
 
 from pymodbus import FramerType
 
 from drivers.base import WriteNotAllowed
 from drivers.modbus import (
+    MapSimulator,
     ModbusDevice,
     ModbusTransport,
+    PublishedMap,
+    PublishedRegister,
     Register,
     RegisterTable,
-    TableSimulator,
+    nest,
+    read_published_csv,
 )
 
 DEFAULT_VEBUS_UNIT = 227  # Cerbo GX VE.Bus port; 246 on a CCGX, 242 on a Venus GX, 228 on a MultiPlus-II GX
@@ -39,7 +44,6 @@ STATE = {
 MODE = {1: "charger_only", 2: "inverter_only", 3: "on", 4: "off"}
 ALARM = {0: "ok", 1: "warning", 2: "alarm"}
 ALARM_NO_ALARM_LEVEL = {0: "ok", 1: "warning"}
-AC_SOURCE = {0: "not_available", 1: "grid", 2: "generator", 3: "shore", 240: "not_connected"}
 BATTERY_STATE = {0: "idle", 1: "charging", 2: "discharging"}
 
 # On Modbus-TCP another round trip costs far more than a few dozen unused registers in one reply.
@@ -66,7 +70,6 @@ VEBUS_TABLE = RegisterTable(
         _reg(23, "ac_out_w", "/Ac/Out/L1/P", "int16", 0.1, unit="W"),
         _reg(26, "battery_v", "/Dc/0/Voltage", "uint16", 100, unit="V"),
         _reg(27, "battery_a", "/Dc/0/Current", "int16", 10, unit="A"),
-        _reg(28, "phases", "/Ac/NumberOfPhases"),
         _reg(29, "active_input", "/Ac/ActiveIn/ActiveInput", enum=ACTIVE_INPUT),
         _reg(30, "soc", "/Soc", "uint16", 10, unit="%"),
         _reg(31, "state", "/State", enum=STATE),
@@ -81,9 +84,10 @@ VEBUS_TABLE = RegisterTable(
         _reg(61, "battery_temp_c", "/Dc/0/Temperature", "int16", 10, unit="°C"),
         _reg(63, "alarms.phase_rotation", "/Alarms/PhaseRotation", enum=ALARM_NO_ALARM_LEVEL),
     ),
-    # The GX answers the whole 3..63 block on a VE.Bus unit (the unlisted addresses are other phases and
-    # alarms), so the planner may read across them: one request for all of the above.
-    readable=(range(3, 64),),
+    # Victron's list defines every address 1..63 on a VE.Bus unit (the ones not above are other phases, ESS
+    # and BMS values), so the planner may read across them: one request for all of the above.
+    readable=(range(1, 64),),
+    group="vebus",
 )
 
 # The VE.Bus alarm names, as the poll's "alarms" dict and the controller's alarm rules use them.
@@ -91,17 +95,23 @@ ALARM_NAMES: tuple[str, ...] = tuple(
     r.name.removeprefix("alarms.") for r in VEBUS_TABLE.registers if r.name.startswith("alarms.")
 )
 
+# The GX's own battery monitor (com.victronenergy.system, unit 100): the BMV/SmartShunt/BMS the GX has chosen
+# when one is fitted (more exact than the VE.Bus's estimate), else the VE.Bus values again. Only the addresses
+# Victron's list defines are vouched for: there is no 827..839, so 826 and 840 are never read together.
 SYSTEM_TABLE = RegisterTable(
     registers=(
-        _reg(826, "ac_in_source", "/Ac/ActiveIn/Source", "int16", enum=AC_SOURCE),
-        _reg(840, "system_battery_v", "/Dc/Battery/Voltage", "uint16", 10, unit="V"),
-        _reg(841, "system_battery_a", "/Dc/Battery/Current", "int16", 10, unit="A"),
-        _reg(842, "battery_power_w", "/Dc/Battery/Power", "int16", 1, unit="W"),
-        _reg(843, "system_soc", "/Dc/Battery/Soc", "uint16", 1, unit="%"),
-        _reg(844, "battery_state", "/Dc/Battery/State", enum=BATTERY_STATE),
+        _reg(840, "monitor_battery_v", "/Dc/Battery/Voltage", "uint16", 10, unit="V"),
+        _reg(841, "monitor_battery_a", "/Dc/Battery/Current", "int16", 10, unit="A"),
+        _reg(842, "monitor_battery_w", "/Dc/Battery/Power", "int16", 1, unit="W"),
+        _reg(843, "monitor_soc", "/Dc/Battery/Soc", "uint16", 1, unit="%"),
+        _reg(844, "monitor_battery_state", "/Dc/Battery/State", enum=BATTERY_STATE),
     ),
-    readable=(range(826, 845),),
+    readable=(range(800, 827), range(840, 847), range(850, 852), range(855, 856), range(860, 861), range(865, 867)),
+    group="battery_monitor",
 )
+# Battery values the monitor gives better than the VE.Bus: state name -> the monitor's register name.
+FROM_MONITOR = {"battery_v": "monitor_battery_v", "battery_a": "monitor_battery_a", "soc": "monitor_soc"}
+BATTERY_SOURCES = ("battery_monitor", "vebus")
 
 
 class VictronGX(ModbusDevice):
@@ -137,6 +147,19 @@ class VictronGX(ModbusDevice):
         self.unit = unit
         self.system_unit = system_unit
 
+    def to_state(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The ``power`` component: VE.Bus values, the battery from the GX's battery monitor when it answers."""
+        power = nest({r.name: values[r.name] for r in VEBUS_TABLE.registers})
+        monitor_answered = SYSTEM_TABLE.group not in self.failing
+        if monitor_answered:
+            for name, monitor_name in FROM_MONITOR.items():
+                if values[monitor_name] is not None:
+                    power[name] = values[monitor_name]
+        power["battery_w"] = values["monitor_battery_w"]
+        power["battery_state"] = values["monitor_battery_state"]
+        power["battery_source"] = "battery_monitor" if monitor_answered else "vebus"
+        return power
+
     async def set_mode(self, mode: str) -> None:
         """Switch the inverter/charger: "charger_only", "inverter_only", "on" or "off"."""
         self._check_writes("mode")
@@ -165,61 +188,88 @@ class VictronGX(ModbusDevice):
             raise WriteNotAllowed(self.name, f"unit {self.unit}, {register.label}: writes are off (allow_writes)")
 
 
-DEFAULT_VALUES: dict[str, Any] = {
-    "ac_in_v": 230.1,
-    "ac_in_a": 4.2,
-    "ac_in_hz": 50.01,
-    "ac_in_w": 960.0,
-    "ac_out_v": 230.0,
-    "ac_out_a": 3.1,
-    "ac_out_hz": 50.01,
-    "ac_out_w": 700.0,
-    "ac_in_current_limit": 16.0,
-    "battery_v": 26.62,
-    "battery_a": 9.5,
-    "phases": 1,
-    "active_input": "ac1",
-    "soc": 78.5,
-    "state": "absorption",
-    "vebus_error": 0,
-    "mode": "on",
-    "alarms": {
-        "high_temperature": "ok",
-        "low_battery": "ok",
-        "overload": "ok",
-        "temperature_sensor": "ok",
-        "voltage_sensor": "ok",
-        "ripple": "ok",
-        "phase_rotation": "ok",
+PUBLISHED_LIST = Path(__file__).with_name("victron_gx_registers.csv")  # Victron's own list, source in the file
+SERVICES = {"vebus": "com.victronenergy.vebus", "system": "com.victronenergy.system"}
+
+
+def published_map(service: str) -> PublishedMap:
+    """One GX service's registers exactly as Victron's list defines them (none of our table's choices)."""
+    registers = []
+    for row in read_published_csv(PUBLISHED_LIST):
+        if row[0] != SERVICES[service]:
+            continue
+        _service, path, _dbus_type, _text, address, type_, scale, access = row
+        registers.append(
+            PublishedRegister(int(address), path, type_ or "uint16", float(scale or 1), writable=access == "W")
+        )
+    return PublishedMap(service, tuple(sorted(registers, key=lambda r: r.address)))
+
+
+# What the simulated GX serves at start, by Victron's service and path (enumerations as their raw numbers).
+DEFAULT_VALUES: dict[str, dict[str, Any]] = {
+    "vebus": {
+        "/Ac/ActiveIn/L1/V": 230.1,
+        "/Ac/ActiveIn/L1/I": 4.2,
+        "/Ac/ActiveIn/L1/F": 50.01,
+        "/Ac/ActiveIn/L1/P": 960,
+        "/Ac/Out/L1/V": 230.0,
+        "/Ac/Out/L1/I": 3.1,
+        "/Ac/Out/L1/F": 50.01,
+        "/Ac/ActiveIn/CurrentLimit": 16.0,
+        "/Ac/Out/L1/P": 700,
+        "/Dc/0/Voltage": 26.62,
+        "/Dc/0/Current": 9.5,
+        "/Ac/NumberOfPhases": 1,
+        "/Ac/ActiveIn/ActiveInput": 0,  # AC Input 1
+        "/Soc": 78.5,
+        "/State": 4,  # Absorption
+        "/VebusError": 0,
+        "/Mode": 3,  # On
+        "/Alarms/HighTemperature": 0,
+        "/Alarms/LowBattery": 0,
+        "/Alarms/Overload": 0,
+        "/Alarms/TemperatureSensor": 0,
+        "/Alarms/VoltageSensor": 0,
+        "/Alarms/L1/Ripple": 0,
+        "/Dc/0/Temperature": 21.5,
+        "/Alarms/PhaseRotation": 0,
     },
-    "battery_temp_c": 21.5,
-    "ac_in_source": "shore",
-    "system_battery_v": 26.6,
-    "system_battery_a": 9.4,
-    "battery_power_w": 250,
-    "system_soc": 78,
-    "battery_state": "charging",
+    "system": {
+        "/Serial": "c0619ab1d2e3",
+        "/Ac/ActiveIn/Source": 3,  # Shore power
+        "/Ac/Consumption/L1/Power": 700,
+        "/Dc/Battery/Voltage": 26.6,
+        "/Dc/Battery/Current": 9.4,
+        "/Dc/Battery/Power": 250,
+        "/Dc/Battery/Soc": 78,
+        "/Dc/Battery/State": 1,  # charging
+        "/Dc/Battery/ConsumedAmphours": -88.0,
+        "/Dc/Battery/TimeToGo": None,
+    },
 }
 
 
-class GXSimulator(TableSimulator):
-    """A Modbus-TCP peer that behaves like a GX: the VE.Bus and system units, exception 10 on any other unit.
+class GXSimulator(MapSimulator):
+    """A Modbus-TCP peer that behaves like a GX: Victron's published VE.Bus and system maps, nothing else.
 
-    ``sim.values`` uses the poll's names (``sim.values["alarms"]["low_battery"] = "alarm"``); None serves the
-    "not available" marker (0xFFFF) where the GX has one, else 0. ``sim.fault``: None, "silent",
-    "exception", "garbage". Function 3 and 4 read the same map, as on the GX.
+    Built from Victron's register list (``victron_gx_registers.csv``), not from our tables: a read that touches
+    an address the list does not define answers exception 2, like a real GX; any other unit answers exception 10.
+    ``sim.values["vebus"]["/Soc"] = 55.0``; enumerations are raw numbers (``["/State"] = 9``, inverting); None
+    reads as "not available" (0xFFFF) on unsigned registers. ``sim.fault`` for the whole GX,
+    ``sim.set_unit_fault(100, "exception")`` for the system service alone. Functions 3 and 4 read the same map.
     """
 
     def __init__(
         self,
         unit: int = DEFAULT_VEBUS_UNIT,
         system_unit: int = DEFAULT_SYSTEM_UNIT,
-        values: dict[str, Any] | None = None,
+        values: dict[str, dict[str, Any]] | None = None,
     ):
         super().__init__(
-            {unit: VEBUS_TABLE, system_unit: SYSTEM_TABLE},
+            {unit: published_map("vebus"), system_unit: published_map("system")},
             copy.deepcopy(DEFAULT_VALUES) if values is None else values,
             framer=FramerType.SOCKET,
             missing_unit="gateway",
-            fc4_reads_holding=True,
         )
+        self.unit = unit
+        self.system_unit = system_unit

@@ -179,8 +179,8 @@ def core_rules(
     low_soc: float,
     disagree_after_s: float,
     devices: list[str],
-    device_error: Callable[[str], str | None],
 ) -> list[AlarmRule]:
+    """The built-in rules for what this bus has configured; every one reads the state model and nothing else."""
     rules: list[AlarmRule] = []
     if inverter:
         rules += inverter_alarm_rules(inverter_alarms)
@@ -202,11 +202,19 @@ def core_rules(
 
     for device in devices:
 
-        def stale(_s: StateModel, device: str = device) -> str | None:
-            error = device_error(device)
+        def stale(s: StateModel, device: str = device) -> str | None:
+            health = _v(s, "devices", device) or {}
+            error = health.get("error")
             return f"{device} not answering: {error}" if error else None
 
-        rules.append(AlarmRule(f"{device}.stale", "warning", stale))
+        def partial(s: StateModel, device: str = device) -> str | None:
+            # Some reads of the device fail while others answer: its values from those reads are unknown.
+            failing = (_v(s, "devices", device) or {}).get("failing") or {}
+            if not failing:
+                return None
+            return f"{device}: {', '.join(failing)} not read, " + "; ".join(failing.values())
+
+        rules += [AlarmRule(f"{device}.stale", "warning", stale), AlarmRule(f"{device}.partial", "warning", partial)]
 
     if sum((inverter, meter, pin)) >= 2:
 
@@ -221,16 +229,11 @@ def core_rules(
         rules.append(AlarmRule("shore.sources_disagree", "warning", disagree, delay_s=disagree_after_s))
 
     if inverter or meter or pin:
-        was_connected = False
 
         def shore_lost(s: StateModel) -> str | None:
-            # Unplugging to drive away is normal (ignition on forgets the plug); a loss while parked is news.
-            nonlocal was_connected
-            connected = _v(s, "shore", "connected")
-            if connected or _v(s, "vehicle", "ignition"):
-                was_connected = bool(connected)
-                return None
-            return "shore power lost while parked" if connected is False and was_connected else None
+            # Unplugging to drive away is normal (derive_shore forgets the plug when the ignition goes on).
+            lost = _v(s, "shore", "lost_while_parked") and _v(s, "shore", "connected") is False
+            return "shore power lost while parked" if lost else None
 
         rules.append(AlarmRule("shore.lost", "warning", shore_lost))
 
@@ -249,3 +252,22 @@ def core_rules(
         AlarmRule("interlock.shore_connected", "critical", shore_plugged, buzzer=True),
     ]
     return rules
+
+
+def kiosk_rules() -> list[AlarmRule]:
+    """The public terminal's health, from its state component (kiosk/session.py publishes it)."""
+
+    def wipe_failed(s: StateModel) -> str | None:
+        if _v(s, "kiosk", "wipe_ok") is False:
+            detail = _v(s, "kiosk", "wipe_error") or "see the event log"
+            return f"public terminal: wipe not verified ({detail}); it stays closed"
+        return None
+
+    def unavailable(s: StateModel) -> str | None:
+        error = _v(s, "kiosk", "setup_error")
+        return f"public terminal unavailable: {error}" if error else None
+
+    return [
+        AlarmRule("kiosk.wipe_failed", "alarm", wipe_failed),
+        AlarmRule("kiosk.unavailable", "warning", unavailable),
+    ]

@@ -28,17 +28,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .state import COMPONENT_FIELDS, StateModel
+from .state import BOOL, FIELDS, NUMBER, TABLE, TEXT, StateModel
+from .state import OPTIONAL_COMPONENTS as OPTIONAL_COMPONENTS
 
 MAX_LENGTH = 500  # characters: a checklist condition is one line, not a program
 MAX_DEPTH = 16  # nesting of not/parentheses: keeps the recursive parser far from Python's recursion limit
 MAX_LIST = 32  # items in an `in [...]` list
 
 ANY = "any"
-BOOL = "bool"
-NUMBER = "number"
-TEXT = "text"
-TABLE = "table"  # dicts and lists: not comparable in a condition
 
 
 @dataclass(frozen=True)
@@ -47,84 +44,12 @@ class FieldType:
     choices: tuple[str, ...] | None = None  # known values of a text field (typos are caught at load)
 
 
-def _numbers(*names: str) -> dict[str, FieldType]:
-    return {n: FieldType(NUMBER) for n in names}
-
-
-# The types of the core state fields (firmware_host/state.py COMPONENT_FIELDS). The enumerations follow the
-# drivers' tables (drivers/victron_gx.py, drivers/modem.py); tests/firmware_host/test_conditions.py checks they agree.
-FIELD_TYPES: dict[str, dict[str, FieldType]] = {
-    "power": {
-        **_numbers(
-            "ac_in_v",
-            "ac_in_a",
-            "ac_in_hz",
-            "ac_in_w",
-            "ac_out_v",
-            "ac_out_a",
-            "ac_out_hz",
-            "ac_out_w",
-            "battery_v",
-            "battery_a",
-            "battery_temp_c",
-            "soc",
-            "vebus_error",
-        ),
-        "active_input": FieldType(TEXT, ("ac1", "ac2", "disconnected")),
-        "state": FieldType(
-            TEXT,
-            (
-                "off",
-                "low_power",
-                "fault",
-                "bulk",
-                "absorption",
-                "float",
-                "storage",
-                "equalize",
-                "passthru",
-                "inverting",
-                "power_assist",
-                "power_supply",
-                "bulk_protection",
-            ),
-        ),
-        "mode": FieldType(TEXT, ("charger_only", "inverter_only", "on", "off")),
-        "alarms": FieldType(TABLE),
-    },
-    "shore": {
-        "connected": FieldType(BOOL),
-        "sources": FieldType(TABLE),
-        **_numbers("voltage_v", "current_a", "power_w", "frequency_hz", "energy_import_kwh"),
-    },
-    "modem": {
-        "link": FieldType(TEXT, ("up", "down")),
-        "registered": FieldType(BOOL),
-        "registration": FieldType(TEXT, ("home", "roaming", "searching", "denied", "not_registered", "unknown")),
-        **_numbers("signal_bars", "signal_raw"),
-        "operator": FieldType(TEXT),
-        "ip": FieldType(TEXT),
-    },
-    "vehicle": {"ignition": FieldType(BOOL), "antenna_stowed": FieldType(BOOL), "door_open": FieldType(BOOL)},
-    "controller": {
-        "version": FieldType(TEXT),
-        "uptime_s": FieldType(NUMBER),
-        "clock_synced": FieldType(BOOL),
-        "alarms": FieldType(TABLE),
-    },
-}
-# Components of optional features (kiosk/session.py KIOSK_FIELDS). A condition over a component this bus does not
-# have "does not apply" (see firmware_host/checklist.py).
-FIELD_TYPES["kiosk"] = {
-    "open": FieldType(BOOL),
-    "locked": FieldType(BOOL),
-    "session_active": FieldType(BOOL),
-    "session_service": FieldType(TEXT),
-    "session_started": FieldType(NUMBER),
-    "sessions_today": FieldType(NUMBER),
-    "last_wipe": FieldType(TABLE),
-}
-OPTIONAL_COMPONENTS: tuple[str, ...] = ("kiosk",)
+# The types of every declared state field, from the one field table (firmware_host/state.py FIELDS).
+FIELD_TYPES: dict[str, dict[str, FieldType]] = {}
+for _field in FIELDS:
+    FIELD_TYPES.setdefault(_field.component, {})[_field.name] = FieldType(_field.kind, _field.choices)
+# OPTIONAL_COMPONENTS (from state.py): a condition over a component this bus does not have "does not apply"
+# (see firmware_host/checklist.py).
 
 
 class ConditionError(ValueError):
@@ -605,13 +530,7 @@ def state_lookup(state: StateModel) -> Lookup:
 
 def default_fields() -> dict[str, dict[str, FieldType] | None]:
     """The fields a checklist condition may name: the core components and those of optional features, typed."""
-    fields: dict[str, dict[str, FieldType] | None] = {
-        name: {f: FIELD_TYPES.get(name, {}).get(f, FieldType(ANY)) for f in names}
-        for name, names in COMPONENT_FIELDS.items()
-    }
-    for name in OPTIONAL_COMPONENTS:
-        fields[name] = dict(FIELD_TYPES[name])
-    return fields
+    return {name: dict(types) for name, types in FIELD_TYPES.items()}
 
 
 def compile_condition(text: str, fields: dict[str, dict[str, FieldType] | None] | None = None) -> Condition:

@@ -19,7 +19,7 @@ from . import alarms as alarm_rules
 from .alarms import AlarmManager
 from .api import ApiError, Connection, Registry, SocketServer
 from .config import Config
-from .state import StateModel
+from .state import FIELDS, StateModel
 from .store import Store
 
 log = logging.getLogger("allervers")
@@ -27,35 +27,14 @@ log = logging.getLogger("allervers")
 TIMESYNC_FLAG = "/run/systemd/timesync/synchronized"
 SHORE_VOLTAGE_MIN = 180.0  # V: below this an AC input is not a usable shore supply
 
-# Which state changes are worth an event in the log (transitions, not readings).
-TRANSITIONS: dict[tuple[str, str], str] = {
-    ("shore", "connected"): "shore.connected",
-    ("modem", "link"): "modem.link",
-    ("modem", "registration"): "modem.registration",
-    ("vehicle", "ignition"): "vehicle.ignition",
-    ("vehicle", "antenna_stowed"): "vehicle.antenna_stowed",
-    ("vehicle", "door_open"): "vehicle.door_open",
-    ("power", "mode"): "power.mode",
-    ("power", "active_input"): "power.active_input",
-    ("power", "state"): "power.state",
-}
+# Which state changes are worth an event in the log (transitions, not readings): "<component>.<field>".
+TRANSITIONS: dict[tuple[str, str], str] = {(f.component, f.name): f"{f.component}.{f.name}" for f in FIELDS if f.logged}
 # Numeric values folded into per-minute aggregates (history for supervision).
-SAMPLED = {
-    "power": (
-        "ac_in_v",
-        "ac_in_a",
-        "ac_in_w",
-        "ac_out_v",
-        "ac_out_a",
-        "ac_out_w",
-        "battery_v",
-        "battery_a",
-        "battery_temp_c",
-        "soc",
-    ),
-    "shore": ("voltage_v", "current_a", "power_w", "energy_import_kwh"),
-    "modem": ("signal_bars",),
-}
+SAMPLED: dict[str, tuple[str, ...]] = {}
+for _field in FIELDS:
+    if _field.sampled:
+        SAMPLED[_field.component] = (*SAMPLED.get(_field.component, ()), _field.name)
+SHORE_METER_FIELDS = ("voltage_v", "current_a", "power_w", "frequency_hz", "energy_import_kwh")
 VEHICLE_ROLES = {"ignition_pin": "ignition", "antenna_stowed_pin": "antenna_stowed", "door_pin": "door_open"}
 
 
@@ -171,7 +150,6 @@ class Controller:
         self.io: VehicleIO | None = None
         self.pollers: dict[str, DevicePoller] = {}
         self.devices: dict[str, PolledDevice] = {}
-        self.device_errors: dict[str, str] = {}  # device name -> why its last poll failed
         self.servers: list[SocketServer] = []
         self.simulation: Any = None
         self.tasks: list[asyncio.Task] = []
@@ -180,7 +158,6 @@ class Controller:
         self.on_ready: list[Callable[[], Any]] = []
         self.on_stop: list[Callable[[], Awaitable[None] | None]] = []
         self._alarm_timer: asyncio.TimerHandle | None = None
-        self._shore_values: dict[str, Any] = {}
         self._meter_values: dict[str, Any] = {}
         self._gpio_shore: bool | None = None
         self._stopping = False
@@ -209,7 +186,6 @@ class Controller:
                 low_soc=cfg.alarms.low_soc,
                 disagree_after_s=cfg.alarms.disagree_after_s,
                 devices=self._polled_device_names(),
-                device_error=self.device_errors.get,
             )
         )
         self.alarms.on_change.append(self._alarms_changed)
@@ -226,6 +202,7 @@ class Controller:
 
         self._start_gpio(loop)
         self._build_devices()
+        self.state.update("devices", {name: _health(answering=False) for name in self.pollers})
         self.state.update("controller", self._controller_values())
         self._update_shore()
         for name, poller in self.pollers.items():
@@ -333,21 +310,23 @@ class Controller:
         sampled = SAMPLED.get(component, ())
 
         def on_reading(values: dict[str, Any], component: str = component, name: str = name) -> None:
-            if self.device_errors.pop(name, None) is not None and self.store is not None:
+            if (self.state.value("devices", name) or {}).get("error") is not None and self.store is not None:
                 self.store.append_event("device.fresh", device=name)
             # Every reading feeds the minute aggregates (memory only), changed or not.
             if self.store is not None:
                 for key in sampled:
-                    if key in values:
+                    if values.get(key) is not None:
                         self.store.add_sample(f"{component}.{key}", values[key])
+            failing = dict(getattr(device, "failing", None) or {})
+            self.state.update("devices", {name: _health(answering=True, failing=failing)})
             on_values(values)
 
         def on_stale(reason: str, component: str = component, name: str = name) -> None:
-            # Tracked per device, not per component: the shore component stays fresh on its other sources
-            # while its meter is silent, and that silence is still an alarm.
-            if name not in self.device_errors and self.store is not None:
+            # Health is tracked per device, not per component: the shore component stays fresh on its other
+            # sources while its meter is silent, and that silence is still an alarm.
+            if (self.state.value("devices", name) or {}).get("error") is None and self.store is not None:
                 self.store.append_event("device.stale", device=name, reason=reason)
-            self.device_errors[name] = reason
+            self.state.update("devices", {name: _health(answering=False, error=reason)})
             if name == "shore_meter":
                 self._meter_values = {}
                 self._update_shore(stale_reason=reason)
@@ -356,8 +335,6 @@ class Controller:
                 self._update_shore()
             else:
                 self.state.mark_stale(component, reason)
-            if self.alarms is not None:
-                self.alarms.evaluate()
 
         self.pollers[name] = DevicePoller(device, component, poll_s, on_reading, on_stale)
 
@@ -374,7 +351,8 @@ class Controller:
     # --- readings into the state model ---
 
     def _inverter_values(self, values: dict[str, Any]) -> None:
-        self.state.update("power", values)
+        failing = getattr(self.devices["inverter"], "failing", None) or {}
+        self.state.update("power", values, stale_groups=failing)
         self._update_shore()
 
     def _meter_reading(self, values: dict[str, Any]) -> None:
@@ -384,49 +362,28 @@ class Controller:
     def _gpio_changed(self, role: str, value: bool) -> None:
         if role == "shore_presence":
             self._gpio_shore = value
-            self._update_shore()
         else:
             self.state.update("vehicle", {role: value})
+        if role in ("shore_presence", "ignition"):
+            self._update_shore()
 
     def _update_shore(self, stale_reason: str | None = None) -> None:
-        """Derive ``shore`` from every configured source: presence pin, meter voltage, inverter AC input."""
+        """Derive ``shore`` from every configured source into the state (see ``derive_shore``)."""
         cfg = self.config
-        sources: dict[str, bool | None] = {"pin": None, "meter": None, "inverter": None}
-        if cfg.shore_power.presence_pin is not None:
-            sources["pin"] = self._gpio_shore
-        meter = self._meter_values
-        if cfg.shore_power.meter is not None and meter.get("voltage_v") is not None:
-            sources["meter"] = meter["voltage_v"] > SHORE_VOLTAGE_MIN
-        if cfg.inverter is not None and self.state.is_fresh("power"):
-            active = self.state.value("power", "active_input")
-            volts = self.state.value("power", "ac_in_v")
-            if active is not None:
-                sources["inverter"] = active != "disconnected" and (volts is None or volts > SHORE_VOLTAGE_MIN)
-        known = [v for v in sources.values() if v is not None]
-        # Any source saying "plugged in" counts: the drive-away interlock must err on the side of the cable.
-        connected = any(known) if known else None
-        values = {
-            "connected": connected,
-            "sources": sources,
-            **{k: meter.get(k) for k in ("voltage_v", "current_a", "power_w", "frequency_hz", "energy_import_kwh")},
-        }
-        fresh = bool(known)
-        self.state.update("shore", values, fresh=fresh)
-        if not fresh:
-            configured = [
-                k
-                for k, on in (
-                    ("pin", cfg.shore_power.presence_pin is not None),
-                    ("meter", cfg.shore_power.meter is not None),
-                    ("inverter", cfg.inverter is not None),
-                )
-                if on
-            ]
-            self.state.mark_stale(
-                "shore",
-                stale_reason
-                or ("not configured" if not configured else f"no reading yet from {', '.join(configured)}"),
-            )
+        power = self.state.get("power")
+        values, reason = derive_shore(
+            pin_configured=cfg.shore_power.presence_pin is not None,
+            meter_configured=cfg.shore_power.meter is not None,
+            inverter_configured=cfg.inverter is not None,
+            pin=self._gpio_shore,
+            meter=self._meter_values,
+            inverter=None if power["stale"] else power,
+            ignition=self.state.value("vehicle", "ignition"),
+            previous=self.state.get("shore"),
+        )
+        self.state.update("shore", values, fresh=reason is None)
+        if reason is not None:
+            self.state.mark_stale("shore", stale_reason or reason)
 
     # --- reactions ---
 
@@ -647,6 +604,60 @@ class Controller:
             with contextlib.suppress(Exception):
                 await self._emit("controller.stopped", uptime_s=round(time.monotonic() - self.started_mono))
             await self.store.close()
+
+
+def derive_shore(
+    *,
+    pin_configured: bool,
+    meter_configured: bool,
+    inverter_configured: bool,
+    pin: bool | None,
+    meter: dict[str, Any],
+    inverter: dict[str, Any] | None,
+    ignition: bool | None,
+    previous: dict[str, Any],
+) -> tuple[dict[str, Any], str | None]:
+    """The ``shore`` component from its sources: (values, None) or (values, why it is stale). No side effect.
+
+    ``meter`` is the meter's last reading ({} while it is silent), ``inverter`` the power component while it is
+    fresh, ``previous`` the shore component as it was. Any source saying "plugged in" counts: the drive-away
+    interlock must err on the side of the cable. ``lost_while_parked`` remembers, in the state itself, that the
+    cable was in while parked and is now out; the ignition forgets it (unplugging to drive away is normal).
+    """
+    sources: dict[str, bool | None] = {"pin": None, "meter": None, "inverter": None}
+    if pin_configured:
+        sources["pin"] = pin
+    if meter_configured and meter.get("voltage_v") is not None:
+        sources["meter"] = meter["voltage_v"] > SHORE_VOLTAGE_MIN
+    if inverter_configured and inverter is not None and inverter.get("active_input") is not None:
+        volts = inverter.get("ac_in_v")
+        sources["inverter"] = inverter["active_input"] != "disconnected" and (
+            volts is None or volts > SHORE_VOLTAGE_MIN
+        )
+    known = [v for v in sources.values() if v is not None]
+    connected = any(known) if known else None
+    lost = bool(previous.get("lost_while_parked"))
+    if connected or ignition:
+        lost = False
+    elif connected is False:
+        lost = lost or previous.get("connected") is True
+    values = {
+        "connected": connected,
+        "sources": sources,
+        "lost_while_parked": lost,
+        **{k: meter.get(k) for k in SHORE_METER_FIELDS},
+    }
+    if known:
+        return values, None
+    configured = [
+        k for k, on in (("pin", pin_configured), ("meter", meter_configured), ("inverter", inverter_configured)) if on
+    ]
+    return values, "not configured" if not configured else f"no reading yet from {', '.join(configured)}"
+
+
+def _health(*, answering: bool, error: str | None = None, failing: dict[str, str] | None = None) -> dict[str, Any]:
+    """A device's entry in the ``devices`` component."""
+    return {"answering": answering, "error": error, "failing": failing or {}}
 
 
 async def cancel_and_wait(tasks: list[asyncio.Task], rounds: int = 20) -> None:

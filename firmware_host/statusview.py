@@ -8,27 +8,10 @@ import sys
 import time
 from typing import Any
 
-UNITS = {
-    "ac_in_v": "V",
-    "ac_in_a": "A",
-    "ac_in_hz": "Hz",
-    "ac_in_w": "W",
-    "ac_out_v": "V",
-    "ac_out_a": "A",
-    "ac_out_hz": "Hz",
-    "ac_out_w": "W",
-    "battery_v": "V",
-    "battery_a": "A",
-    "battery_temp_c": "°C",
-    "soc": "%",
-    "voltage_v": "V",
-    "current_a": "A",
-    "power_w": "W",
-    "frequency_hz": "Hz",
-    "energy_import_kwh": "kWh",
-    "uptime_s": "s",
-}
-HIDDEN = {"ts", "stale", "stale_reason"}
+from .state import FIELDS
+
+UNITS = {f.name: f.unit for f in FIELDS if f.unit}  # shown after the value
+HIDDEN = {"ts", "stale", "stale_reason", "stale_groups"}
 
 
 def _fmt(key: str, value: Any) -> str:

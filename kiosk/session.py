@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from firmware_host.alarms import AlarmRule
+from firmware_host.alarms import kiosk_rules
 from firmware_host.api import ApiError, Connection, SocketServer
 
 from . import policies, stats
@@ -39,15 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("allervers.kiosk")
 
-KIOSK_FIELDS = (
-    "open",
-    "locked",
-    "session_active",
-    "session_service",
-    "session_started",
-    "sessions_today",
-    "last_wipe",
-)
 WARNINGS = ((60.0, "1min"), (300.0, "5min"))  # time left -> warning shown by the launcher and the session bar
 FEEDBACK_WINDOW_S = 600.0  # the satisfaction answer is accepted this long after the end
 LANGS = ("fr", "en")
@@ -113,15 +104,10 @@ class KioskManager:
     async def attach(cls, controller: Controller) -> KioskManager:
         """Join the controller: state component, commands, alarms; the start-up wipe runs in the background."""
         self = cls(controller)
-        controller.state.add_component("kiosk", KIOSK_FIELDS)
+        controller.state.add_component("kiosk")
         self._register_commands()
         assert controller.alarms is not None
-        controller.alarms.add_rules(
-            [
-                AlarmRule("kiosk.wipe_failed", "alarm", self._wipe_alarm),
-                AlarmRule("kiosk.unavailable", "warning", self._setup_alarm),
-            ]
-        )
+        controller.alarms.add_rules(kiosk_rules())
         self._unsubscribe = controller.state.subscribe(self._state_changed)
         controller.on_stop.append(self.stop)
         self._prepare()
@@ -253,6 +239,9 @@ class KioskManager:
             "session_started": s.started_wall if s is not None else None,
             "sessions_today": self.sessions_today,
             "last_wipe": self.last_wipe,
+            "wipe_ok": not self.wipe_problems,
+            "wipe_error": "; ".join(self.wipe_problems) or None,
+            "setup_error": self.setup_error,
         }
         self.controller.state.update("kiosk", values)
         before, self._published = self._published, values
@@ -262,16 +251,6 @@ class KioskManager:
                 if before.get(key) != values[key]:
                     extra = {"reason": self.lock_reason} if key == "locked" and values[key] else {}
                     self._emit(on if values[key] else off, **extra)
-        if self.controller.alarms is not None:
-            self.controller.alarms.evaluate()
-
-    def _wipe_alarm(self, _state: Any) -> str | None:
-        if self.wipe_problems:
-            return f"public terminal: wipe not verified ({'; '.join(self.wipe_problems)}); it stays closed"
-        return None
-
-    def _setup_alarm(self, _state: Any) -> str | None:
-        return f"public terminal unavailable: {self.setup_error}" if self.setup_error else None
 
     def _state_changed(self, component: str, changed: dict[str, Any], full: dict[str, Any]) -> None:
         if component not in ("vehicle", "shore", "power"):

@@ -31,7 +31,6 @@ from tests.firmware_host.mosquitto import Broker, Proxy, Watcher  # noqa: E402
 
 Row = tuple[str, str, str]
 PREFIX = "allervers/bus-bench"
-KIOSK_FIELDS = ("open", "locked", "session_active", "session_service", "session_started", "sessions_today", "last_wipe")
 DAY_START = 1781503200.0  # a Monday 08:00 (UTC+2) in June 2026: the scripted day's clock
 KEEPALIVE_S = 300
 
@@ -86,7 +85,7 @@ async def bench_day(tmp: Path) -> list[Row]:
     link = controller.mqtt
     link.monotonic = lambda: clock[0]
     state, store = controller.state, controller.store
-    state.add_component("kiosk", KIOSK_FIELDS)
+    state.add_component("kiosk")
     await wait_for(lambda: naive_proxy.port > 0)
     naive = NaivePublisher(naive_proxy.port)
     store.subscribe(lambda e: naive.publish(f"{PREFIX}/events", e) if state.value("modem", "link") == "up" else None)

@@ -30,6 +30,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
         report.longrepr = f"skipped in CI (CI=true makes skips failures): {reason}"
 
 
+@pytest.fixture(autouse=True)
+def no_undeclared_state_keys() -> Any:
+    """A StateModel.update with a key the field table does not declare fails the test that caused it."""
+    from firmware_host import state
+
+    state.unknown_keys.clear()
+    yield
+    if state.unknown_keys:
+        unknown = sorted(set(state.unknown_keys))
+        state.unknown_keys.clear()
+        pytest.fail(f"StateModel.update got undeclared field(s) {', '.join(unknown)}: declare them in state.FIELDS")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -5,28 +5,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-# Deadband class of each numeric field of the state model (the `[mqtt.deadbands]` keys).
-FIELD_CLASS: dict[str, str] = {
-    "ac_in_v": "ac_v",
-    "ac_out_v": "ac_v",
-    "voltage_v": "ac_v",  # shore meter: AC
-    "battery_v": "dc_v",
-    "ac_in_a": "a",
-    "ac_out_a": "a",
-    "battery_a": "a",
-    "current_a": "a",
-    "ac_in_w": "w",
-    "ac_out_w": "w",
-    "power_w": "w",
-    "soc": "soc",
-    "ac_in_hz": "hz",
-    "ac_out_hz": "hz",
-    "frequency_hz": "hz",
-    "battery_temp_c": "c",
-}
+from ..state import FIELDS, FREE
+
+# Deadband class of each numeric field of the state model (the `[mqtt.deadbands]` keys), from its declaration.
+FIELD_CLASS: dict[str, str] = {f.name: f.deadband for f in FIELDS if f.deadband not in (None, FREE)}
 # Values that move on their own all the time: carried in every state message, never a reason to send one
 # (the periodic refresh keeps them reasonably fresh). `ts` is when the component was last read.
-FREE_RUNNING = frozenset({"ts", "stale_reason", "uptime_s", "signal_raw", "energy_import_kwh"})
+FREE_RUNNING = frozenset({"ts", "stale_reason", *(f.name for f in FIELDS if f.deadband == FREE)})
 
 DEFAULT_DEADBANDS = {"ac_v": 2.0, "dc_v": 0.1, "a": 0.5, "w": 50.0, "soc": 1.0, "hz": 0.2, "c": 1.0}
 

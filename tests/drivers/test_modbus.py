@@ -15,12 +15,14 @@ from drivers.modbus import (
     MAX_READ_COUNT,
     REGISTER_TYPES,
     DecodeError,
+    MapSimulator,
     ModbusDevice,
     ModbusExceptionReply,
     ModbusTransport,
+    PublishedMap,
+    PublishedRegister,
     Register,
     RegisterTable,
-    TableSimulator,
     free_port,
     get_path,
     nest,
@@ -223,10 +225,19 @@ TABLE = RegisterTable(
         Register(20, "power", "/Power", "float32", kind="input"),
     )
 )
+# The same device as its maker would publish it, for the simulator.
+THING = PublishedMap(
+    "thing",
+    (
+        PublishedRegister(10, "/Count"),
+        PublishedRegister(11, "/Temp", "int16", 10),
+        PublishedRegister(20, "/Power", "float32"),
+    ),
+)
 
 
 async def test_generic_device_reads_both_kinds_and_maps_gateway_errors() -> None:
-    sim = TableSimulator({5: TABLE}, {"count": 3, "temp": -12.5, "power": 1.5})
+    sim = MapSimulator({5: THING}, {"thing": {"/Count": 3, "/Temp": -12.5, "/Power": 1.5}})
     port = await sim.start()
     try:
         device = ModbusDevice("thing", ModbusTransport(host="127.0.0.1", port=port, timeout_s=0.5), {5: TABLE})
@@ -258,13 +269,13 @@ async def test_poll_before_open_is_device_gone() -> None:
 
 
 def test_simulator_rejects_unknown_fault() -> None:
-    sim = TableSimulator({1: TABLE}, {}, framer=FramerType.RTU)
+    sim = MapSimulator({1: THING}, {}, framer=FramerType.RTU)
     with pytest.raises(ValueError, match="fault 'smoke'"):
         sim.fault = "smoke"
 
 
 async def test_exception_2_on_a_merged_read_points_at_the_readable_ranges() -> None:
-    sim = TableSimulator({5: TABLE}, {"count": 3, "temp": 1.0, "power": 1.5})
+    sim = MapSimulator({5: THING}, {"thing": {"/Count": 3, "/Temp": 1.0, "/Power": 1.5}})
     port = await sim.start()
     # The device side vouches for 12..13, which the simulated device does not have.
     optimistic = RegisterTable((Register(10, "count", "/Count"), Register(13, "x", "/X")), readable=(range(10, 14),))

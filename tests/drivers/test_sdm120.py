@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from drivers.base import DeviceError, DeviceGone, DeviceTimeout, PolledDevice
-from drivers.modbus import ModbusExceptionReply, ModbusTransport
-from drivers.sdm120 import SDM120, SDM120Simulator
+from drivers.modbus import ModbusExceptionReply, ModbusTransport, Register, RegisterTable, plan_reads
+from drivers.sdm120 import SDM120, SDM120_MAX_GAP, SDM120_TABLE, SDM120Simulator, published_map
 
 TIMEOUT_S = 0.3
 
@@ -71,7 +71,9 @@ async def test_without_gap_merging_it_takes_two_requests(sim: SDM120Simulator) -
 
 
 async def test_live_values_negative_and_nan(sim: SDM120Simulator, meter: SDM120) -> None:
-    sim.values.update(voltage_v=228.25, power_w=-350.5, reactive_power_var=-12.0, frequency_hz=None)
+    sim.values["sdm120"].update(
+        {"Line to neutral voltage": 228.25, "Active power": -350.5, "Reactive power": -12.0, "Frequency": None}
+    )
     values = await meter.poll()
     assert values["voltage_v"] == 228.25
     assert values["power_w"] == -350.5
@@ -122,3 +124,26 @@ async def test_stopped_gateway_is_device_gone_then_recovers(sim: SDM120Simulator
 def test_unit_must_be_a_valid_rs485_address() -> None:
     with pytest.raises(ValueError, match=r"shore_meter: unit must be 1\.\.247"):
         SDM120(ModbusTransport(host="127.0.0.1"), unit=0)
+
+
+def test_the_simulator_serves_eastrons_map_not_our_table() -> None:
+    published = published_map()
+    assert [r.address for r in published.registers] == [0, 6, 12, 18, 24, 30, 36, 70, 72, 74, 76, 78, 342, 344]
+    for register in SDM120_TABLE.registers:
+        served = published.by_path(register.path)
+        assert (served.address, served.type) == (register.address, register.type)
+
+
+async def test_every_planned_read_is_accepted_by_the_published_meter(sim: SDM120Simulator, meter: SDM120) -> None:
+    for block in meter.plan:
+        assert set(range(block.start, block.end)) <= sim.maps[1].defined(), block.describe()
+    past_the_map = RegisterTable(
+        (
+            Register(0, "v", "Line to neutral voltage", "float32", kind="input"),
+            Register(80, "x", "past the first block", "float32", kind="input"),
+        ),
+        readable=(range(0, 82),),
+    )
+    meter.plan = plan_reads(past_the_map, 1, max_gap=SDM120_MAX_GAP)
+    with pytest.raises(ModbusExceptionReply, match="exception 2"):
+        await meter.poll()

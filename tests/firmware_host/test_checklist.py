@@ -268,10 +268,8 @@ async def test_no_event_or_write_while_open_and_none_for_unchanged_values(bus: A
 
 async def test_kiosk_commands_are_called_when_the_kiosk_is_there(bus: Any) -> None:
     """The failure paths, with stand-in kiosk commands (test_checklist_kiosk.py runs the real public terminal)."""
-    from kiosk.session import KIOSK_FIELDS
-
     calls: list[str] = []
-    bus.state.add_component("kiosk", KIOSK_FIELDS)
+    bus.state.add_component("kiosk")
     bus.state.update("kiosk", {"open": False, "session_active": False, "sessions_today": 0})
 
     def kiosk_open(args: dict[str, Any], conn: Any) -> dict[str, Any]:

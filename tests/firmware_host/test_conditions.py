@@ -14,7 +14,7 @@ from firmware_host import conditions
 from firmware_host import config as config_mod
 from firmware_host.conditions import FIELD_TYPES, ConditionError, compile_condition
 from firmware_host.config import ConfigError
-from firmware_host.state import COMPONENT_FIELDS, StateModel
+from firmware_host.state import StateModel, component_fields, declared_components
 
 VALUES = {
     ("shore", "connected"): True,
@@ -75,7 +75,7 @@ def test_evaluation(text: str, expected: bool | None) -> None:
         ('modem.link == "Up"', "column 12: modem.link is one of 'up', 'down', so 'Up' can never match"),
         ('power.mode in ["on", "driving"]', "power.mode is one of 'charger_only', 'inverter_only', 'on', 'off'"),
         ("power.voltage > 1", "column 1: power has no field 'voltage' (known: ac_in_a"),
-        ("bus.speed > 1", "column 1: unknown component 'bus' (known: controller, kiosk, modem, power"),
+        ("bus.speed > 1", "column 1: unknown component 'bus' (known: controller, devices, kiosk, modem, power"),
         ("kiosk.opne == false", "column 1: kiosk has no field 'opne' (known: last_wipe, locked, open"),
         ("true", "column 1: the constant true stands where a condition is expected"),
         ("1 == 1", "column 3: compares two constants"),
@@ -105,12 +105,9 @@ def test_rejected_with_column_and_problem(text: str, problem: str) -> None:
 
 
 def test_field_types_cover_the_state_contract_exactly() -> None:
-    from kiosk.session import KIOSK_FIELDS
-
-    for component, fields in COMPONENT_FIELDS.items():
-        assert set(FIELD_TYPES[component]) == set(fields), component
-    assert set(FIELD_TYPES["kiosk"]) == set(KIOSK_FIELDS)
-    assert set(FIELD_TYPES) == set(COMPONENT_FIELDS) | {"kiosk"}
+    for component in declared_components():
+        assert set(FIELD_TYPES[component]) == set(component_fields(component)), component
+    assert set(FIELD_TYPES) == set(declared_components())
 
 
 def test_enumerations_agree_with_the_drivers() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from firmware_host.api import ClientError, call_once
-from firmware_host.state import COMPONENT_FIELDS
+from firmware_host.state import CORE_COMPONENTS, component_fields
 
 from ..conftest import make_config, sim_sections, wait_until, write_config
 
@@ -36,8 +36,8 @@ def stale(controller: Any, component: str) -> bool:
 
 async def test_first_complete_state_has_every_contract_field(bus: Any) -> None:
     snap = await call_once(bus.config.api.control_socket, "status")
-    for component, fields in COMPONENT_FIELDS.items():
-        assert set(fields) | {"ts", "stale"} <= set(snap[component]), component
+    for component in CORE_COMPONENTS:
+        assert set(component_fields(component)) | {"ts", "stale"} <= set(snap[component]), component
         assert snap[component]["stale"] is False, (component, snap[component].get("stale_reason"))
     assert snap["power"]["state"] in ("bulk", "absorption", "float")
     assert snap["power"]["mode"] == "on"
@@ -46,6 +46,64 @@ async def test_first_complete_state_has_every_contract_field(bus: Any) -> None:
     assert snap["modem"]["link"] == "up" and 0 <= snap["modem"]["signal_bars"] <= 5
     assert snap["vehicle"] == {**snap["vehicle"], "ignition": False, "antenna_stowed": False, "door_open": False}
     assert bus.first_complete_s is not None and bus.first_complete_s < 10
+
+
+async def test_every_power_value_is_what_the_published_gx_serves(bus: Any) -> None:
+    bus.simulation.paused = True
+    gx = bus.simulation.gx
+    vebus, system = gx.values["vebus"], gx.values["system"]
+    await sim_set(bus, **{"inverter.ac_out_w": 1230})  # a fresh value proves a reading after the pause (10 W steps)
+    await wait_until(lambda: bus.state.value("power", "ac_out_w") == 1230, message="held value read")
+    power = bus.state.get("power")
+    assert "stale_groups" not in power and power["battery_source"] == "battery_monitor"
+    expected = {
+        "ac_in_v": vebus["/Ac/ActiveIn/L1/V"],
+        "ac_in_a": vebus["/Ac/ActiveIn/L1/I"],
+        "ac_in_hz": vebus["/Ac/ActiveIn/L1/F"],
+        "ac_in_w": vebus["/Ac/ActiveIn/L1/P"],
+        "ac_in_current_limit": vebus["/Ac/ActiveIn/CurrentLimit"],
+        "ac_out_v": vebus["/Ac/Out/L1/V"],
+        "ac_out_a": vebus["/Ac/Out/L1/I"],
+        "ac_out_hz": vebus["/Ac/Out/L1/F"],
+        "battery_temp_c": vebus["/Dc/0/Temperature"],
+        "battery_v": system["/Dc/Battery/Voltage"],
+        "battery_a": system["/Dc/Battery/Current"],
+        "battery_w": system["/Dc/Battery/Power"],
+        "soc": system["/Dc/Battery/Soc"],
+        "battery_state": {0: "idle", 1: "charging", 2: "discharging"}[system["/Dc/Battery/State"]],
+        "active_input": {0: "ac1", 1: "ac2", 240: "disconnected"}[vebus["/Ac/ActiveIn/ActiveInput"]],
+        "state": {3: "bulk", 4: "absorption", 5: "float"}[vebus["/State"]],
+        "mode": "on",
+        "vebus_error": 0,
+    }
+    assert {k: power[k] for k in expected} == expected
+    assert power["alarms"]["overload"] == "ok"
+
+
+async def test_a_failing_system_unit_degrades_only_the_battery_monitor_values(bus: Any) -> None:
+    bus.simulation.paused = True
+    await sim_set(bus, **{"inverter.system_fault": "exception"})
+    await wait_until(lambda: "inverter.partial" in bus.alarms.active, message="partial alarm")
+    power = bus.state.get("power")
+    assert power["stale"] is False
+    assert "unit 100, registers 840..844" in power["stale_groups"]["battery_monitor"]
+    assert "exception 4" in power["stale_groups"]["battery_monitor"]
+    assert power["battery_source"] == "vebus"
+    assert power["battery_w"] is None and power["battery_state"] is None
+    vebus = bus.simulation.gx.values["vebus"]
+    assert (power["battery_v"], power["soc"]) == (vebus["/Dc/0/Voltage"], vebus["/Soc"])
+    assert "battery_monitor" in bus.alarms.active["inverter.partial"].message
+    assert "inverter.stale" not in bus.alarms.active
+    # The VE.Bus values stay fresh and follow changes.
+    await sim_set(bus, **{"inverter.ac_out_w": 1500, "inverter.soc": 42.5})
+    await wait_until(lambda: bus.state.value("power", "ac_out_w") == 1500, message="VE.Bus value follows")
+    await wait_until(lambda: bus.state.value("power", "soc") == 42.5, message="VE.Bus SoC follows")
+    health = bus.state.value("devices", "inverter")
+    assert health["answering"] is True and set(health["failing"]) == {"battery_monitor"}
+    await sim_set(bus, **{"inverter.system_fault": None})
+    await wait_until(lambda: "inverter.partial" not in bus.alarms.active, message="partial alarm cleared")
+    power = bus.state.get("power")
+    assert "stale_groups" not in power and power["battery_source"] == "battery_monitor"
 
 
 async def test_inverter_goes_stale_within_two_polls_and_recovers(bus: Any) -> None:
