@@ -85,6 +85,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # Each step is applied, held for a period, then undone: every component goes stale (or alarms) and recovers.
 FAULT_TOUR: list[tuple[dict[str, Any], dict[str, Any]]] = [
     ({"inverter.fault": "silent"}, {"inverter.fault": None}),
+    ({"inverter.system_fault": "exception"}, {"inverter.system_fault": None}),  # partial: VE.Bus values stay
     ({"meter.fault": "exception"}, {"meter.fault": None}),
     ({"modem.plugged": False}, {"modem.plugged": True}),
     ({"shore.connected": False}, {"shore.connected": True}),
