@@ -484,9 +484,9 @@ class ModbusDevice:
                 first_error = first_error or exc
                 failing.setdefault(block.group, str(exc))
                 values.update(dict.fromkeys(r.name for r in block.registers))
+        self.failing = failing
         if first_error is not None and failing.keys() >= {block.group for block in self.plan}:
             raise first_error
-        self.failing = failing
         return values
 
     async def write_value(self, name: str, value: Any) -> None:

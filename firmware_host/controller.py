@@ -331,6 +331,7 @@ class Controller:
                 self._meter_values = {}
                 self._update_shore(stale_reason=reason)
             elif name == "inverter":
+                self.state.update(component, {}, fresh=False, stale_groups={})  # the whole of it is stale now
                 self.state.mark_stale(component, reason)
                 self._update_shore()
             else:

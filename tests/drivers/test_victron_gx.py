@@ -289,7 +289,7 @@ def test_alarm_names_come_from_the_table() -> None:
     assert set(ALARM_NAMES) == ALARM_KEYS
 
 
-@pytest.mark.parametrize("fault", ["exception", "silent"])
+@pytest.mark.parametrize("fault", ["exception", "silent", "garbage"])
 async def test_a_gx_without_its_system_service_still_gives_every_vebus_value(
     sim: GXSimulator, inverter: VictronGX, fault: str
 ) -> None:
