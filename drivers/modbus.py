@@ -618,7 +618,7 @@ class PublishedMap:
 
     ``name`` keys the unit's values in the simulator (``sim.values["vebus"]["/Soc"]``); ``blank_ranges`` are
     addresses the device answers although it defines nothing there (they read 0), as some meters do between
-    their values; ``input``/``holding`` say which read functions reach the map.
+    their values; ``functions`` are the read function codes that reach the map (others: exception 1).
     """
 
     name: str

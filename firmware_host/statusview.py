@@ -38,7 +38,10 @@ def _freshness(comp: dict[str, Any], now: float) -> str:
     if comp.get("stale"):
         return f"STALE: {comp.get('stale_reason') or 'unknown'}"
     ts = comp.get("ts")
-    return f"fresh, {max(0.0, now - ts):.0f} s ago" if ts else "fresh"
+    text = f"fresh, {max(0.0, now - ts):.0f} s ago" if ts else "fresh"
+    for group, reason in (comp.get("stale_groups") or {}).items():
+        text += f"; {group} unknown: {reason}"
+    return text
 
 
 def render_text(snapshot: dict[str, Any], now: float | None = None) -> str:

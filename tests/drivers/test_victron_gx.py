@@ -257,12 +257,13 @@ async def test_garbage_reply_is_a_device_error(sim: GXSimulator, inverter: Victr
         await inverter.poll()
 
 
-async def test_silent_device_times_out_within_one_timeout(sim: GXSimulator, inverter: VictronGX) -> None:
+async def test_silent_device_times_out_within_one_timeout_per_read_group(sim: GXSimulator, inverter: VictronGX) -> None:
     sim.fault = "silent"
     started = time.monotonic()
     with pytest.raises(DeviceTimeout, match=r"inverter: unit 227, registers 3..63 .*no reply within 0.3 s"):
         await inverter.poll()
-    assert time.monotonic() - started < TIMEOUT_S + 0.5
+    # Each group gets its own chance (a silent system unit must not hide the VE.Bus): two timeouts, no more.
+    assert time.monotonic() - started < 2 * TIMEOUT_S + 0.5
 
 
 async def test_stopped_server_is_device_gone_and_reopen_works_after_restart(
