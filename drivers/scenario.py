@@ -44,6 +44,7 @@ BATTERY_AH = 400.0  # 24 V lithium bank typical of a France Services bus
 NOMINAL_V = 24.0
 CHARGER_MAX_A = 50.0
 GPIO_ROLES = ("ignition", "antenna_stowed", "door_open", "shore_presence")
+GX_SERVICES = ((VEBUS_TABLE, "vebus"), (SYSTEM_TABLE, "system"))  # driver table -> the GX simulator's map
 
 
 @dataclass
@@ -300,18 +301,17 @@ class Simulation:
                 point.set(value)
 
     def _point(self, device: str, name: str) -> _Point | None:
-        """The simulated register a driver value name stands for (None when that simulator is not running)."""
-        if device == "inverter" and self.gx is not None:
-            for table, service in ((VEBUS_TABLE, "vebus"), (SYSTEM_TABLE, "system")):
-                if any(r.name == name for r in table.registers):
-                    return _Point(self.gx, service, table.by_name(name))
-        if device == "meter" and self.meter is not None and any(r.name == name for r in SDM120_TABLE.registers):
-            return _Point(self.meter, "sdm120", SDM120_TABLE.by_name(name))
-        return None
+        """The simulated register a driver value name stands for (None when unknown or not simulated)."""
+        return next((p for p in self._points(device) if p.register.name == name), None)
 
-    def _points(self, device: str) -> list[str]:
-        tables = {"inverter": (VEBUS_TABLE, SYSTEM_TABLE), "meter": (SDM120_TABLE,)}[device]
-        return [r.name for table in tables for r in table.registers]
+    def _points(self, device: str) -> list[_Point]:
+        """Every value the device's driver reads, pointed at its simulator's register."""
+        if device == "inverter" and self.gx is not None:
+            gx = self.gx
+            return [_Point(gx, service, r) for table, service in GX_SERVICES for r in table.registers]
+        if device == "meter" and self.meter is not None:
+            return [_Point(self.meter, "sdm120", r) for r in SDM120_TABLE.registers]
+        return []
 
     # --- sim.set / sim.get ---
 
@@ -361,7 +361,8 @@ class Simulation:
                 return lambda: setattr(self.physics, name, float(value))
             point = self._point(device, name)
             if point is None:
-                raise KeyError(f"sim.set: {key}: unknown {device} value (known: {', '.join(self._points(device))})")
+                known = ", ".join(p.register.name for p in self._points(device))
+                raise KeyError(f"sim.set: {key}: unknown {device} value (known: {known})")
             point.check(key, value)
             return lambda: self.held.__setitem__(key, value)
         if device == "modem":
@@ -420,7 +421,7 @@ class Simulation:
             out.update({f"gpio.{role}": self.io.read(role) for role in self.io.inputs})
         for device, sim in (("inverter", self.gx), ("meter", self.meter)):
             if sim is not None:
-                out.update({f"{device}.{n}": self._point(device, n).get() for n in self._points(device)})  # type: ignore[union-attr]
+                out.update({f"{device}.{p.register.name}": p.get() for p in self._points(device)})
                 out[f"{device}.fault"] = sim.fault
         if self.gx is not None:
             out["inverter.system_fault"] = self.gx.unit_faults.get(self.gx.system_unit)

@@ -221,6 +221,13 @@ async def test_sim_set_rejects_bad_keys_without_changing_anything(bus: Any) -> N
     assert bus.io.read("ignition") is False
     with pytest.raises(ClientError, match="must be true or false"):
         await call_once(path, "sim.set", {"shore.connected": "yes"})
+    with pytest.raises(ClientError, match=r"inverter\.warp: unknown inverter value \(known: ac_in_v, "):
+        await call_once(path, "sim.set", {"inverter.warp": 1})
+    with pytest.raises(ClientError, match=r"inverter\.mode: .*'turbo' is not one of charger_only"):
+        await call_once(path, "sim.set", {"inverter.mode": "turbo"})
+    served = await call_once(path, "sim.get", {})
+    assert served["inverter.mode"] == "on" and served["inverter.system_fault"] is None
+    assert served["meter.voltage_v"] > 180
 
 
 async def test_writes_refused_without_allow_writes(tmp_path: Path, run_controller: Any) -> None:
