@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -118,9 +119,9 @@ FIELDS: tuple[Field, ...] = (
 )
 OPTIONAL_COMPONENTS: tuple[str, ...] = ("kiosk",)  # join the model only when their feature is configured
 
-FIELD_BY_PATH: dict[tuple[str, str], Field] = {(f.component, f.name): f for f in FIELDS}
-if len(FIELD_BY_PATH) != len(FIELDS):
-    raise ValueError("state FIELDS: a field is declared twice")
+_declared = Counter(f"{f.component}.{f.name}" for f in FIELDS)
+if any(count > 1 for count in _declared.values()):
+    raise ValueError(f"state FIELDS: declared twice: {', '.join(p for p, n in _declared.items() if n > 1)}")
 
 
 def component_fields(component: str) -> tuple[str, ...]:
@@ -202,9 +203,6 @@ class StateModel:
 
     def value(self, name: str, key: str) -> Any:
         return self.components[name].values.get(key)
-
-    def has(self, name: str) -> bool:
-        return name in self.components
 
     def is_fresh(self, name: str) -> bool:
         return not self.components[name].stale
