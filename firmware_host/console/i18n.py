@@ -164,6 +164,10 @@ ALARMS: dict[str, tuple[str, str]] = {
     "power.low_soc": ("Batterie faible sans secteur.", "Battery low without shore power."),
     "shore.lost": ("Courant secteur perdu à l'arrêt.", "Shore power lost while parked."),
     "shore.sources_disagree": ("Les capteurs du secteur ne sont pas d'accord.", "The shore power sensors disagree."),
+    "inverter.partial": (
+        "Une partie des mesures de l'onduleur ne répond pas ; les autres restent à jour.",
+        "Some of the inverter's readings are not answering; the others stay up to date.",
+    ),
 }
 
 
