@@ -80,14 +80,17 @@ async def test_every_power_value_is_what_the_published_gx_serves(bus: Any) -> No
     assert power["alarms"]["overload"] == "ok"
 
 
-async def test_a_failing_system_unit_degrades_only_the_battery_monitor_values(bus: Any) -> None:
+@pytest.mark.parametrize(("fault", "detail"), [("exception", "exception 4"), ("silent", "no reply within")])
+async def test_a_failing_system_unit_degrades_only_the_battery_monitor_values(
+    bus: Any, fault: str, detail: str
+) -> None:
     bus.simulation.paused = True
-    await sim_set(bus, **{"inverter.system_fault": "exception"})
+    await sim_set(bus, **{"inverter.system_fault": fault})
     await wait_until(lambda: "inverter.partial" in bus.alarms.active, message="partial alarm")
     power = bus.state.get("power")
     assert power["stale"] is False
     assert "unit 100, registers 840..844" in power["stale_groups"]["battery_monitor"]
-    assert "exception 4" in power["stale_groups"]["battery_monitor"]
+    assert detail in power["stale_groups"]["battery_monitor"]
     assert power["battery_source"] == "vebus"
     assert power["battery_w"] is None and power["battery_state"] is None
     vebus = bus.simulation.gx.values["vebus"]
