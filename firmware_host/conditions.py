@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from .state import BOOL, FIELDS, NUMBER, TABLE, TEXT, StateModel
-from .state import OPTIONAL_COMPONENTS as OPTIONAL_COMPONENTS
 
 MAX_LENGTH = 500  # characters: a checklist condition is one line, not a program
 MAX_DEPTH = 16  # nesting of not/parentheses: keeps the recursive parser far from Python's recursion limit
@@ -48,8 +47,7 @@ class FieldType:
 FIELD_TYPES: dict[str, dict[str, FieldType]] = {}
 for _field in FIELDS:
     FIELD_TYPES.setdefault(_field.component, {})[_field.name] = FieldType(_field.kind, _field.choices)
-# OPTIONAL_COMPONENTS (from state.py): a condition over a component this bus does not have "does not apply"
-# (see firmware_host/checklist.py).
+# A condition over a component this bus does not have (state.OPTIONAL_COMPONENTS) "does not apply" (checklist.py).
 
 
 class ConditionError(ValueError):
