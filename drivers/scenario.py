@@ -83,6 +83,7 @@ class Simulation:
         self.paused = False
         self.physics = Physics()
         self.held: dict[str, Any] = {}
+        self._unheld: dict[str, Any] = {}  # a held key's value before it was first held, put back on release
         self.io: Any = None
         self._gx_addr, self._meter_addr, self._modem_addr = gx, meter, modem
         self.gx = GXSimulator(unit=gx[2], system_unit=gx[3]) if gx else None
@@ -318,12 +319,12 @@ class Simulation:
     def set_many(self, changes: dict[str, Any]) -> dict[str, Any]:
         """Apply ``{key: value}`` changes (all validated first, so a bad key changes nothing)."""
         if not changes:
-            raise ValueError('sim.set: give at least one key, e.g. {"gpio.ignition": true}')
+            raise ValueError('give at least one key, e.g. {"gpio.ignition": true}')
         actions = [self._plan(key, value) for key, value in changes.items()]
         for action in actions:
             action()
         self.last_change = (time.time(), ", ".join(f"{k}={json.dumps(v)}" for k, v in changes.items()))
-        if any(k.startswith(("inverter.", "meter.", "shore.")) for k in changes):
+        if any(k.startswith(("inverter.", "meter.", "shore.", "scenario.release")) for k in changes):
             self._apply_physics(self._current_battery_a())
         return {key: value for key, value in changes.items()}
 
@@ -333,13 +334,13 @@ class Simulation:
     def _plan(self, key: str, value: Any) -> Any:
         device, _, name = key.partition(".")
         if not name:
-            raise KeyError(f"sim.set: {key!r}: expected <device>.<name>, e.g. gpio.ignition")
+            raise KeyError(f"{key!r}: expected <device>.<name>, e.g. gpio.ignition")
         if device == "gpio":
             if name not in GPIO_ROLES:
-                raise KeyError(f"sim.set: {key}: unknown GPIO input (known: {', '.join(GPIO_ROLES)})")
+                raise KeyError(f"{key}: unknown GPIO input (known: {', '.join(GPIO_ROLES)})")
             _need_bool(key, value)
             if self.io is None or name not in self.io.inputs:
-                raise KeyError(f"sim.set: {key}: no such GPIO input configured in this controller")
+                raise KeyError(f"{key}: no such GPIO input configured in this controller")
             return lambda: self.io.drive(name, value)
         if device == "shore" and name == "connected":
             _need_bool(key, value)
@@ -349,7 +350,7 @@ class Simulation:
         if device in ("inverter", "meter"):
             sim = self.gx if device == "inverter" else self.meter
             if sim is None:
-                raise KeyError(f"sim.set: {key}: no {device} simulator is running")
+                raise KeyError(f"{key}: no {device} simulator is running")
             if name == "fault":
                 return _fault_setter(key, sim, value, ("silent", "exception", "garbage"))
             if device == "inverter" and name == "system_fault":
@@ -362,12 +363,12 @@ class Simulation:
             point = self._point(device, name)
             if point is None:
                 known = ", ".join(p.register.name for p in self._points(device))
-                raise KeyError(f"sim.set: {key}: unknown {device} value (known: {known})")
+                raise KeyError(f"{key}: unknown {device} value (known: {known})")
             point.check(key, value)
-            return lambda: self.held.__setitem__(key, value)
+            return lambda: self._hold(key, point, value)
         if device == "modem":
             if self.modem is None:
-                raise KeyError(f"sim.set: {key}: no modem simulator is running")
+                raise KeyError(f"{key}: no modem simulator is running")
             if name == "fault":
                 return _fault_setter(key, self.modem, value, ("garbage", "silent", "cme"))
             if name == "plugged":
@@ -375,13 +376,11 @@ class Simulation:
                 return lambda: self._plug_modem(value)
             known = {f for f in self.modem.state.__dataclass_fields__}
             if name not in known:
-                raise KeyError(
-                    f"sim.set: {key}: unknown modem value (known: {', '.join(sorted(known))}, plugged, fault)"
-                )
+                raise KeyError(f"{key}: unknown modem value (known: {', '.join(sorted(known))}, plugged, fault)")
             if name == "rssi":
                 return lambda: (self.modem.set(rssi=value), self.held.__setitem__("modem.rssi", value))
             return lambda: self.modem.set(**{name: value})
-        raise KeyError(f"sim.set: {key}: unknown device {device!r} (gpio, shore, inverter, meter, modem, scenario)")
+        raise KeyError(f"{key}: unknown device {device!r} (gpio, shore, inverter, meter, modem, scenario)")
 
     def _plan_scenario(self, key: str, name: str, value: Any) -> Any:
         if name == "paused":
@@ -392,11 +391,31 @@ class Simulation:
             return lambda: setattr(self, "speed", float(value))
         if name == "release":
             if value == "all":
-                return self.held.clear
-            if value not in self.held:
-                raise KeyError(f"sim.set: {key}: {value!r} is not held (held: {', '.join(self.held) or 'none'})")
-            return lambda: self.held.pop(value, None)
-        raise KeyError(f"sim.set: {key}: unknown (scenario.paused, scenario.speed, scenario.release)")
+                return self._release_all
+            if not isinstance(value, str) or value not in self.held:
+                raise KeyError(
+                    f'{key}: {json.dumps(value)} is not a held key (held: {", ".join(self.held) or "none"}; or "all")'
+                )
+            return lambda: self._release(value)
+        raise KeyError(f"{key}: unknown (scenario.paused, scenario.speed, scenario.release)")
+
+    def _hold(self, key: str, point: _Point, value: Any) -> None:
+        self._unheld.setdefault(key, point.get())
+        self.held[key] = value
+
+    def _release(self, key: str) -> None:
+        """Stop holding ``key``: the model's own value comes back (or, for what the model does not drive, such
+        as the mode or an overload, the value from before the hold)."""
+        self.held.pop(key, None)
+        device, _, name = key.partition(".")
+        point = self._point(device, name)
+        if point is not None and key in self._unheld:
+            point.set(self._unheld[key])
+        self._unheld.pop(key, None)
+
+    def _release_all(self) -> None:
+        for key in list(self.held):
+            self._release(key)
 
     def _set_shore(self, connected: bool) -> None:
         self.physics.shore = connected
@@ -449,7 +468,7 @@ class _Point:
         try:
             self.register.encode(value)
         except ValueError as exc:
-            raise ValueError(f"sim.set: {key}: {exc}") from None
+            raise ValueError(f"{key}: {exc}") from None
 
     def set(self, value: Any) -> None:
         raw = self.register.enum_raw(value) if self.register.enum is not None and value is not None else value
@@ -464,15 +483,15 @@ class _Point:
 
 def _need_bool(key: str, value: Any) -> None:
     if not isinstance(value, bool):
-        raise ValueError(f"sim.set: {key}: must be true or false, got {value!r}")
+        raise ValueError(f"{key}: must be true or false, got {value!r}")
 
 
 def _need_number(key: str, value: Any, lo: float, hi: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-        raise ValueError(f"sim.set: {key}: must be a number {lo}..{hi}, got {value!r}")
+        raise ValueError(f"{key}: must be a number {lo}..{hi}, got {value!r}")
 
 
 def _fault_setter(key: str, sim: Any, value: Any, allowed: tuple[str, ...]) -> Any:
     if value is not None and value not in allowed:
-        raise ValueError(f"sim.set: {key}: must be null or one of {', '.join(allowed)}, got {value!r}")
+        raise ValueError(f"{key}: must be null or one of {', '.join(allowed)}, got {value!r}")
     return lambda: setattr(sim, "fault", value)
