@@ -380,6 +380,7 @@ class Controller:
             meter=self._meter_values,
             inverter=None if power["stale"] else power,
             ignition=self.state.value("vehicle", "ignition"),
+            leaving="checklist" in self.state.components and self.state.value("checklist", "phase") == "departure",
             previous=self.state.get("shore"),
         )
         self.state.update("shore", values, fresh=reason is None)
@@ -392,6 +393,8 @@ class Controller:
         store = self.store
         if store is None:
             return
+        if component == "checklist" and "phase" in changed:
+            self._update_shore()  # a departure starting forgets the plug, as the ignition does
         for key, value in changed.items():
             etype = TRANSITIONS.get((component, key))
             if etype is not None and not (value is None and full.get("stale")):
@@ -617,13 +620,15 @@ def derive_shore(
     inverter: dict[str, Any] | None,
     ignition: bool | None,
     previous: dict[str, Any],
+    leaving: bool = False,
 ) -> tuple[dict[str, Any], str | None]:
     """The ``shore`` component from its sources: (values, None) or (values, why it is stale). No side effect.
 
     ``meter`` is the meter's last reading ({} while it is silent), ``inverter`` the power component while it is
     fresh, ``previous`` the shore component as it was. Any source saying "plugged in" counts: the drive-away
     interlock must err on the side of the cable. ``lost_while_parked`` remembers, in the state itself, that the
-    cable was in while parked and is now out; the ignition forgets it (unplugging to drive away is normal).
+    cable was in while parked and is now out; the ignition and ``leaving`` (the departure checklist running, which
+    asks for the unplugging) forget it: unplugging to drive away is normal.
     """
     sources: dict[str, bool | None] = {"pin": None, "meter": None, "inverter": None}
     if pin_configured:
@@ -638,7 +643,7 @@ def derive_shore(
     known = [v for v in sources.values() if v is not None]
     connected = any(known) if known else None
     lost = bool(previous.get("lost_while_parked"))
-    if connected or ignition:
+    if connected or ignition or leaving:
         lost = False
     elif connected is False:
         lost = lost or previous.get("connected") is True

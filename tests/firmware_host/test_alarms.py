@@ -185,3 +185,13 @@ def test_every_field_is_declared_once_with_a_known_kind() -> None:
     assert len(paths) == len(set(paths))
     assert all(f.choices is None or f.kind == state_mod.TEXT for f in state_mod.FIELDS)
     assert state_mod.component_fields("power")[:2] == ("ac_in_v", "ac_in_a")
+
+
+def test_derive_shore_a_departure_forgets_the_plug() -> None:
+    """The departure checklist asks for the unplugging: no shore.lost, during it or after "Départ validé"."""
+    values, _ = shore({"connected": True}, pin=False, leaving=True)
+    assert values["lost_while_parked"] is False
+    after, _ = shore(values, pin=False)  # the departure done, on the road, ignition not on yet
+    assert after["lost_while_parked"] is False
+    lost, _ = shore({"connected": True}, pin=False)  # parked, not leaving: the loss is news
+    assert lost["lost_while_parked"] is True

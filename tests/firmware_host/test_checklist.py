@@ -169,12 +169,25 @@ async def test_departure_closes_checks_the_stowing_and_goes_on_the_road(bus: Any
         bus, "sim.set", **{"gpio.antenna_stowed": True, "shore.connected": False, "inverter.mode": "charger_only"}
     )
     await wait_until(lambda: bus.state.value("checklist", "pending_required") == ["equipment_stowed"], message="stowed")
+    assert bus.state.value("shore", "connected") is False
+    assert "shore.lost" not in bus.alarms.active  # unplugging is what the departure asks for, not news
     await api(bus, "checklist.tick", step="equipment_stowed", by="Paul")
     result = await api(bus, "checklist.finish", by="Paul")
     assert (result["phase"], result["stop"], result["outcome"]) == ("on_the_road", None, "completed")
     assert bus.state.value("checklist", "stop") is None
+    assert "shore.lost" not in bus.alarms.active  # nor once on the road
+    assert not [e for e in await events(bus, "alarm.") if e.get("alarm_id") == "shore.lost"]
     ended = [e for e in await events(bus) if e["type"] == "checklist.ended"][-1]
     assert ended["kind"] == "departure" and ended["done"]["kiosk_closed"] == "n/a" and ended["by"] == "Paul"
+
+
+async def test_shore_lost_while_open_is_still_an_alarm(bus: Any) -> None:
+    await api(bus, "checklist.arrive", stop="2026-06-02/63223/0900", by="Marie")
+    await api(bus, "checklist.finish", by="Marie", reason="test starts open")
+    await api(bus, "sim.set", **{"shore.connected": False})  # the town hall's breaker trips
+    await wait_until(lambda: "shore.lost" in bus.alarms.active, message="shore.lost while open")
+    await api(bus, "checklist.depart", by="Marie")  # leaving anyway: the loss is no longer news
+    await wait_until(lambda: "shore.lost" not in bus.alarms.active, message="shore.lost cleared by the departure")
 
 
 async def test_a_silent_sensor_is_confirmed_by_hand_a_contradicting_one_is_not(bus: Any) -> None:
