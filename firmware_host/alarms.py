@@ -5,14 +5,23 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .state import StateModel
 
 SEVERITIES = ("info", "warning", "alarm", "critical")
 
-# A rule's condition returns None (no alarm) or the alarm's message (it may vary with the values).
-Condition = Callable[[StateModel], str | None]
+
+class AlarmText(NamedTuple):
+    """A holding rule's verdict: the log's message and the values behind it, which screens translate by alarm id."""
+
+    message: str
+    params: dict[str, Any]
+
+
+# A rule's condition returns None (no alarm), or the alarm's message (it may vary with the values), with its
+# parameters when it has some (the console words each alarm id in French from them, never from the message).
+Condition = Callable[[StateModel], str | AlarmText | None]
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,7 @@ class Alarm:
     since: float
     buzzer: bool = False
     acknowledged: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -39,6 +49,7 @@ class Alarm:
             "severity": self.severity,
             "since": self.since,
             "message": self.message,
+            "params": dict(self.params),
             "acknowledged": self.acknowledged,
         }
 
@@ -81,9 +92,10 @@ class AlarmManager:
         now_mono = self.monotonic()
         for rule in self.rules:
             try:
-                message = rule.condition(self.state)
+                verdict = rule.condition(self.state)
             except (TypeError, KeyError, ValueError):  # a rule over a value that is still unknown
-                message = None
+                verdict = None
+            message, params = (verdict, {}) if verdict is None or isinstance(verdict, str) else verdict
             if message is None:
                 self._pending.pop(rule.id, None)
                 if rule.id in self.active:
@@ -97,8 +109,9 @@ class AlarmManager:
                     changed = True
                 continue
             if rule.id in self.active:
-                if self.active[rule.id].message != message:
-                    self.active[rule.id].message = message
+                active = self.active[rule.id]
+                if (active.message, active.params) != (message, params):
+                    active.message, active.params = message, params
                     changed = True
                 continue
             if rule.delay_s > 0:
@@ -106,7 +119,7 @@ class AlarmManager:
                 if now_mono - pending.first_seen < rule.delay_s:
                     continue
                 self._pending.pop(rule.id)
-            alarm = Alarm(rule.id, rule.severity, message, self.clock(), buzzer=rule.buzzer)
+            alarm = Alarm(rule.id, rule.severity, message, self.clock(), buzzer=rule.buzzer, params=params)
             self.active[rule.id] = alarm
             self.emit("alarm.raised", alarm_id=alarm.id, severity=alarm.severity, message=message)
             changed = True
@@ -160,10 +173,10 @@ def inverter_alarm_rules(names: tuple[str, ...]) -> list[AlarmRule]:
     for name in names:
         for severity in ("warning", "alarm"):
 
-            def cond(s: StateModel, name: str = name, severity: str = severity) -> str | None:
+            def cond(s: StateModel, name: str = name, severity: str = severity) -> AlarmText | None:
                 alarms = _v(s, "power", "alarms") or {}
                 if alarms.get(name) == severity and s.is_fresh("power"):
-                    return f"inverter reports {name.replace('_', ' ')}: {severity}"
+                    return AlarmText(f"inverter reports {name.replace('_', ' ')}: {severity}", {"name": name})
                 return None
 
             rules.append(AlarmRule(f"inverter.{name}" + ("" if severity == "alarm" else ".warning"), severity, cond))
@@ -185,14 +198,14 @@ def core_rules(
     if inverter:
         rules += inverter_alarm_rules(inverter_alarms)
 
-        def vebus_error(s: StateModel) -> str | None:
+        def vebus_error(s: StateModel) -> AlarmText | None:
             err = _v(s, "power", "vebus_error")
-            return f"VE.Bus error {err}" if err and s.is_fresh("power") else None
+            return AlarmText(f"VE.Bus error {err}", {"code": err}) if err and s.is_fresh("power") else None
 
-        def low_soc_rule(s: StateModel) -> str | None:
+        def low_soc_rule(s: StateModel) -> AlarmText | None:
             soc = _v(s, "power", "soc")
             if soc is not None and soc < low_soc and s.is_fresh("power") and not _v(s, "shore", "connected"):
-                return f"battery at {soc:.0f} % without shore power"
+                return AlarmText(f"battery at {soc:.0f} % without shore power", {"soc": round(soc)})
             return None
 
         rules += [
@@ -202,28 +215,29 @@ def core_rules(
 
     for device in devices:
 
-        def stale(s: StateModel, device: str = device) -> str | None:
+        def stale(s: StateModel, device: str = device) -> AlarmText | None:
             health = _v(s, "devices", device) or {}
             error = health.get("error")
-            return f"{device} not answering: {error}" if error else None
+            return AlarmText(f"{device} not answering: {error}", {"error": error}) if error else None
 
-        def partial(s: StateModel, device: str = device) -> str | None:
+        def partial(s: StateModel, device: str = device) -> AlarmText | None:
             # Some reads of the device fail while others answer: its values from those reads are unknown.
             failing = (_v(s, "devices", device) or {}).get("failing") or {}
             if not failing:
                 return None
-            return f"{device}: {', '.join(failing)} not read, " + "; ".join(failing.values())
+            message = f"{device}: {', '.join(failing)} not read, " + "; ".join(failing.values())
+            return AlarmText(message, {"groups": list(failing)})
 
         rules += [AlarmRule(f"{device}.stale", "warning", stale), AlarmRule(f"{device}.partial", "warning", partial)]
 
     if sum((inverter, meter, pin)) >= 2:
 
-        def disagree(s: StateModel) -> str | None:
+        def disagree(s: StateModel) -> AlarmText | None:
             sources = _v(s, "shore", "sources") or {}
-            known = {k: v for k, v in sources.items() if v is not None}
+            known = {k: v for k, v in sorted(sources.items()) if v is not None}
             if len(set(known.values())) > 1:
-                detail = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in sorted(known.items()))
-                return f"shore power sources disagree ({detail})"
+                detail = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in known.items())
+                return AlarmText(f"shore power sources disagree ({detail})", {"sources": known})
             return None
 
         rules.append(AlarmRule("shore.sources_disagree", "warning", disagree, delay_s=disagree_after_s))

@@ -14,11 +14,13 @@ from textual.binding import Binding
 from textual.screen import ModalScreen
 
 from ..api import ClientError
-from .i18n import I18n
-from .link import ControllerLink
+from .i18n import TEXTS, I18n
+from .link import ControllerLink, link_failed
 from .messages import Connected, Disconnected, StateChanged, StepChosen, StopChosen
 from .screens import (
+    AlarmsScreen,
     InterlockScreen,
+    InverterModeScreen,
     LoginScreen,
     MainScreen,
     OverrideScreen,
@@ -26,6 +28,15 @@ from .screens import (
     UnscheduledStopScreen,
 )
 from .settings import PinError, PinLock
+from .widgets import MODE_NAMES
+
+
+def inverter_modes(step: dict[str, Any]) -> list[str]:
+    """The inverter modes that would satisfy an auto step over ``power.mode`` (the console can set them)."""
+    condition = step.get("condition") or ""
+    if step.get("kind") != "auto" or "power.mode" not in condition:
+        return []
+    return [mode for mode in MODE_NAMES["en"] if f'"{mode}"' in condition]
 
 
 class StopPickerScreen(ModalScreen[None]):
@@ -45,6 +56,7 @@ class ConsoleApp(App[None]):
     TITLE = "allervers"
     ENABLE_COMMAND_PALETTE = False  # the driver gets buttons and F-keys, not a command line
     BINDINGS = [Binding("ctrl+q", "quit", "Quitter", show=False)]
+    MAX_ERRORS = 10  # technical texts kept for the "Détails techniques" view
 
     def __init__(
         self,
@@ -54,6 +66,7 @@ class ConsoleApp(App[None]):
         pin: PinLock | None = None,
         lock_after_s: float = 0.0,
         vehicle_name: str = "",
+        inverter_writes: bool = False,
         monotonic: Callable[[], float] = time.monotonic,
     ):
         super().__init__()
@@ -62,7 +75,11 @@ class ConsoleApp(App[None]):
         self.pin = pin
         self.lock_after_s = lock_after_s
         self.vehicle_name = vehicle_name
+        self.inverter_writes = inverter_writes  # [inverter] allow_writes: the console may set the mode
         self.monotonic = monotonic
+        self.link_lost_at: float | None = None  # monotonic time the controller went away (values shown are old)
+        self.errors: list[str] = []  # recent technical error texts (English), newest last
+        self.refocus: str | None = None  # the button to focus again after the body is rebuilt (day browsing)
         self.snapshot: dict[str, Any] = {}
         self.status: dict[str, Any] | None = None
         self.tour: dict[str, Any] | None = None
@@ -85,6 +102,7 @@ class ConsoleApp(App[None]):
         self.run_worker(self.link.run(self._connected, self._state, self._down), name="link", group="link")
         if self.pin is not None and self.lock_after_s > 0:
             self.set_interval(min(5.0, self.lock_after_s / 2), self._check_idle)
+        self.set_interval(1.0, self._age_tick)
 
     def _connected(self, snapshot: dict[str, Any]) -> None:
         self.post_message(Connected(snapshot))
@@ -92,17 +110,33 @@ class ConsoleApp(App[None]):
     def _state(self, component: str, values: dict[str, Any]) -> None:
         self.post_message(StateChanged(component, values))
 
-    def _down(self, reason: str) -> None:
-        self.post_message(Disconnected(reason))
+    def _down(self, reason: str, detail: str) -> None:
+        self.post_message(Disconnected(reason, detail))
+
+    def note_error(self, detail: str) -> None:
+        self.errors = [*self.errors, f"{time.strftime('%H:%M:%S')} {detail}"][-self.MAX_ERRORS :]
+
+    def stale_for_s(self) -> float | None:
+        """How long the values shown have been old (the controller away), or None while they are live."""
+        return None if self.link_lost_at is None else self.monotonic() - self.link_lost_at
+
+    def _age_tick(self) -> None:
+        if self.link_lost_at is not None:
+            self.main.show_header()  # the age of the old values goes on counting
 
     async def on_connected(self, message: Connected) -> None:
         self.snapshot = message.snapshot
         self.banner = None
+        self.link_lost_at = None
         self.check_interlocks()
+        self.refresh_alarms()
         await self.reload()
 
     async def on_disconnected(self, message: Disconnected) -> None:
-        self.banner = self.i18n.t("link.down", reason=message.reason)
+        self.banner = self.i18n.t("link.down", reason=self.i18n.t(f"link.{message.reason}"))
+        self.note_error(message.detail)
+        if self.link_lost_at is None:
+            self.link_lost_at = self.monotonic()
         self.main.show_header()
         await self.main.show_body()
 
@@ -110,6 +144,7 @@ class ConsoleApp(App[None]):
         self.snapshot[message.component] = message.values
         if message.component == "controller":
             self.check_interlocks()
+            self.refresh_alarms()
         self.main.show_header()
         if message.component == "checklist":
             await self.reload()
@@ -127,8 +162,9 @@ class ConsoleApp(App[None]):
             if "unknown command" in str(exc):
                 self.no_checklist, status = True, None
             else:
-                self.banner = self.i18n.t("link.down", reason=str(exc))
-                self.main.show_header()
+                self.note_error(str(exc))
+                if not link_failed(exc):
+                    self.notify(self.i18n.t("fail.checklist.tour"), severity="error", timeout=10)
                 return
         self.status = status
         if status is not None:
@@ -147,12 +183,19 @@ class ConsoleApp(App[None]):
     # --- the driver's actions: each is one command to the controller ---
 
     async def command(self, cmd: str, **args: Any) -> Any:
-        """Send a command; an error is shown to the driver (and None returned), the console carries on."""
+        """Send a command; a failure is told to the driver in plain words (and None returned), the technical
+        reason kept for the details view; the console carries on."""
         try:
             return await self.link.call(cmd, args)
         except ClientError as exc:
-            self.notify(self.i18n.t("error", error=str(exc)), severity="error", timeout=10)
+            self.fail(cmd, str(exc), away=link_failed(exc))
             return None
+
+    def fail(self, what: str, detail: str, *, away: bool = False) -> None:
+        t = self.i18n.t
+        self.note_error(detail)
+        text = t("fail.away") if away else t(f"fail.{what}" if f"fail.{what}" in TEXTS else "fail.other")
+        self.notify(f"{text} {t('fail.details')}", severity="error", timeout=10)
 
     def logged_in(self, name: str) -> None:
         self.driver = name
@@ -190,6 +233,7 @@ class ConsoleApp(App[None]):
     def shift_day(self, days: int) -> None:
         current = dt.date.fromisoformat((self.tour or {}).get("date") or dt.date.today().isoformat())
         self.tour_date = (current + dt.timedelta(days=days)).isoformat()
+        self.refocus = "next-day" if days > 0 else "prev-day"  # browsing days: the focus stays on the button
         self.run_worker(self.reload(), group="action")
 
     def on_step_chosen(self, message: StepChosen) -> None:
@@ -198,7 +242,13 @@ class ConsoleApp(App[None]):
         if step is None:
             return
         t = self.i18n.t
-        if step["status"] == "no":
+        modes = inverter_modes(step)
+        if step["status"] == "no" and modes:
+            if self.inverter_writes:
+                self.push_screen(InverterModeScreen(modes), self._set_mode)
+            else:
+                self.notify(t("mode.not_allowed"), severity="warning", timeout=10)
+        elif step["status"] == "no":
             self.notify(t("tick.sensor_no"), severity="warning", timeout=8)
         elif step["status"] == "n/a":
             self.notify(t("tick.na"), timeout=5)
@@ -244,7 +294,7 @@ class ConsoleApp(App[None]):
                 note += " " + t("done.kiosk_none")
             self.notify(note, timeout=6)
             if self.kiosk_outcome == "error":
-                self.notify(t("open.kiosk_error", error=self.kiosk_error), severity="error", timeout=10)
+                self.fail("kiosk.open", str(self.kiosk_error))
         else:
             self.notify(t("done.departure"), timeout=6)
         await self.reload()
@@ -264,7 +314,7 @@ class ConsoleApp(App[None]):
     async def _depart(self) -> None:
         result = await self.command("checklist.depart", by=self.driver)
         if result is not None and result.get("kiosk") == "error":
-            self.notify(self.i18n.t("error", error=result.get("kiosk_error")), severity="error", timeout=10)
+            self.fail("kiosk.close", str(result.get("kiosk_error")))
         await self.reload()
 
     def retry_kiosk(self) -> None:
@@ -275,6 +325,7 @@ class ConsoleApp(App[None]):
             await self.link.call("kiosk.open")
         except ClientError as exc:
             self.kiosk_error = str(exc)
+            self.note_error(str(exc))
         else:
             self.kiosk_outcome, self.kiosk_error = "opened", None
         await self.main.show_body()
@@ -307,6 +358,36 @@ class ConsoleApp(App[None]):
             if not alarm.get("acknowledged"):
                 await self.command("alarms.ack", id=alarm["id"])
 
+    # --- alarms and the inverter mode ---
+
+    def alarms(self) -> list[dict[str, Any]]:
+        return list((self.snapshot.get("controller") or {}).get("alarms") or [])
+
+    def action_show_alarms(self) -> None:
+        if not any(isinstance(s, (AlarmsScreen, LoginScreen)) for s in self.screen_stack):
+            self.push_screen(AlarmsScreen())
+
+    def refresh_alarms(self) -> None:
+        for screen in self.screen_stack:
+            if isinstance(screen, AlarmsScreen):
+                screen.show()
+
+    def acknowledge(self, alarm_id: str | None) -> None:
+        """Acknowledge one alarm (silences its buzzer, if any; the alarm stays while its cause is there), or all."""
+        self.run_worker(self._ack(alarm_id), group="action")
+
+    async def _ack(self, alarm_id: str | None) -> None:
+        if await self.command("alarms.ack", **({"id": alarm_id} if alarm_id else {})) is not None:
+            self.notify(self.i18n.t("alarms.acked"), timeout=5)
+
+    def _set_mode(self, mode: str | None) -> None:
+        if mode:
+            self.run_worker(self._send_mode(mode), group="action")
+
+    async def _send_mode(self, mode: str) -> None:
+        if await self.command("inverter.mode", mode=mode) is not None:
+            self.notify(self.i18n.t("mode.sent", mode=MODE_NAMES[self.i18n.language].get(mode, mode)), timeout=6)
+
     # --- language and lock ---
 
     def action_toggle_language(self) -> None:
@@ -318,15 +399,25 @@ class ConsoleApp(App[None]):
             else:
                 screen.refresh(recompose=True)
 
-    def action_lock(self) -> None:
-        if self.pin is None or self.interlocks() or isinstance(self.screen, LoginScreen):
-            return  # no PIN, no lock; and never hide the interlock warning behind the lock
+    def action_lock(self, *, idle: bool = False) -> None:
+        if isinstance(self.screen, LoginScreen):
+            return
+        if self.pin is None:
+            if not idle:
+                self.notify(self.i18n.t("lock.no_pin"), severity="warning", timeout=8)
+            return
+        if self.interlocks():  # never hide the drive-away warning behind the lock
+            if not idle:
+                self.notify(self.i18n.t("lock.interlock"), severity="warning", timeout=8)
+            return
         self.driver = None
         self.push_screen(LoginScreen())
+        if not idle:
+            self.notify(self.i18n.t("lock.done"), timeout=5)
 
     def _check_idle(self) -> None:
         if self.monotonic() - self.last_activity >= self.lock_after_s:
-            self.action_lock()
+            self.action_lock(idle=True)
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, (events.Key, events.MouseDown)):
@@ -349,6 +440,7 @@ def main(cfg: Any, *, language: str | None = None) -> int:
         pin=pin,
         lock_after_s=cfg.console.lock_after_s,
         vehicle_name=cfg.vehicle.name,
+        inverter_writes=cfg.inverter is not None and cfg.inverter.allow_writes,
     )
     app.run()
     return 0

@@ -29,6 +29,10 @@ TEXTS: dict[str, tuple[str, str]] = {
         "Contrôleur injoignable : {reason}. Nouvelle tentative...",
         "Controller unreachable: {reason}. Retrying...",
     ),
+    "link.unreachable": ("il ne répond pas (arrêté ou en redémarrage)", "it does not answer (stopped or restarting)"),
+    "link.closed": ("il a coupé la liaison (redémarrage ?)", "it closed the link (restarting?)"),
+    "link.timeout": ("il met trop de temps à répondre", "it takes too long to answer"),
+    "link.garbled": ("sa réponse est illisible", "its answer is garbled"),
     "link.connecting": ("Connexion au contrôleur...", "Connecting to the controller..."),
     # header
     "hdr.shore": ("Secteur", "Shore"),
@@ -55,6 +59,85 @@ TEXTS: dict[str, tuple[str, str]] = {
     "hdr.closed": ("fermée", "closed"),
     "hdr.sessions": ("{n} visite(s) aujourd'hui", "{n} visit(s) today"),
     "hdr.clock": ("horloge non synchronisée", "clock not synced"),
+    "hdr.acked": ("acquittée", "acknowledged"),
+    "hdr.alarms_key": ("F4 : voir, acquitter", "F4: view, acknowledge"),
+    "hdr.stale": (
+        "VALEURS ANCIENNES (il y a {age}) : le contrôleur ne répond plus",
+        "OLD VALUES ({age} ago): the controller is not answering",
+    ),
+    "age.s": ("{n} s", "{n} s"),
+    "age.min": ("{n} min", "{n} min"),
+    # keys (the bar at the bottom)
+    "keys.main": (
+        "F2 English   F4 Alarmes   F5 Actualiser   F9 Verrouiller   Ctrl+Q Quitter",
+        "F2 Français   F4 Alarms   F5 Refresh   F9 Lock   Ctrl+Q Quit",
+    ),
+    "keys.login": ("F2 English   Entrée Valider   Ctrl+Q Quitter", "F2 Français   Enter Confirm   Ctrl+Q Quit"),
+    # lock
+    "lock.done": (
+        "Console verrouillée : le prochain conducteur se présente.",
+        "Console locked: the next driver signs in.",
+    ),
+    "lock.no_pin": (
+        "Pas de verrouillage : aucun code n'est configuré sur ce bus ([console] pin_file).",
+        "No lock: no PIN is configured on this bus ([console] pin_file).",
+    ),
+    "lock.interlock": (
+        "Pas de verrouillage pendant une alerte de départ : réglez-la d'abord.",
+        "No lock during a drive-away warning: deal with it first.",
+    ),
+    # alarms screen
+    "alarms.title": ("Alarmes en cours", "Active alarms"),
+    "alarms.none": ("Aucune alarme en cours.", "No active alarm."),
+    "alarms.since": ("depuis {time}", "since {time}"),
+    "alarms.ack_one": ("Entrée : acquitter", "Enter: acknowledge"),
+    "alarms.ack_all": ("Tout acquitter", "Acknowledge all"),
+    "alarms.details": ("Détails techniques", "Technical details"),
+    "alarms.hide_details": ("Masquer les détails", "Hide the details"),
+    "alarms.acked": (
+        "Alarme acquittée : elle reste affichée tant que la cause est là.",
+        "Acknowledged: it stays shown while its cause is there.",
+    ),
+    "alarms.tech": ("Pour le support (texte technique, en anglais) :", "For the support (technical text):"),
+    "alarms.errors": ("Dernières erreurs :", "Last errors:"),
+    "severity.critical": ("critique", "critical"),
+    "severity.alarm": ("alarme", "alarm"),
+    "severity.warning": ("avertissement", "warning"),
+    "severity.info": ("information", "information"),
+    # inverter mode from a checklist step
+    "mode.title": ("Mode de l'onduleur", "Inverter mode"),
+    "mode.text": (
+        "Choisissez le mode ; l'étape se coche dès que l'onduleur le confirme.",
+        "Pick the mode; the step ticks itself once the inverter confirms it.",
+    ),
+    "mode.set": ("Mettre en « {mode} »", 'Set to "{mode}"'),
+    "mode.sent": ("Onduleur : « {mode} » demandé.", 'Inverter: "{mode}" requested.'),
+    "mode.not_allowed": (
+        "La console n'a pas le droit de commander l'onduleur sur ce bus (inverter.allow_writes) : "
+        "réglez le mode sur l'onduleur lui-même.",
+        "The console may not command the inverter on this bus (inverter.allow_writes): "
+        "set the mode on the inverter itself.",
+    ),
+    # commands that failed (the technical reason goes to the technical details)
+    "fail.checklist.arrive": ("L'arrêt n'a pas pu être confirmé.", "The stop could not be confirmed."),
+    "fail.checklist.tick": ("L'étape n'a pas pu être cochée.", "The step could not be ticked."),
+    "fail.checklist.finish": ("La liste n'a pas pu être terminée.", "The checklist could not be finished."),
+    "fail.checklist.depart": ("Le départ n'a pas pu commencer.", "The departure could not start."),
+    "fail.checklist.cancel": ("La liste n'a pas pu être annulée.", "The checklist could not be cancelled."),
+    "fail.checklist.tour": ("Le planning n'a pas pu être lu.", "The schedule could not be read."),
+    "fail.alarms.ack": ("L'alarme n'a pas pu être acquittée.", "The alarm could not be acknowledged."),
+    "fail.inverter.mode": (
+        "L'onduleur n'a pas accepté le changement de mode.",
+        "The inverter did not take the new mode.",
+    ),
+    "fail.kiosk.open": ("La borne publique n'a pas pu s'ouvrir.", "The public terminal did not open."),
+    "fail.kiosk.close": ("La borne publique n'a pas pu se fermer.", "The public terminal did not close."),
+    "fail.other": ("La demande n'a pas abouti.", "The request failed."),
+    "fail.away": (
+        "Le contrôleur ne répond pas : réessayez dans un instant.",
+        "The controller is not answering: try again shortly.",
+    ),
+    "fail.details": ("(détail : F4, Détails techniques)", "(detail: F4, Technical details)"),
     # phases
     "phase.on_the_road": ("Sur la route", "On the road"),
     "phase.arrival": ("Arrivée", "Arrival"),
@@ -78,7 +161,10 @@ TEXTS: dict[str, tuple[str, str]] = {
         "Attention : horloge non synchronisée, la date peut être fausse.",
         "Warning: clock not synced, the date may be wrong.",
     ),
-    "road.errors": ("Planning : {n} ligne(s) ignorée(s)", "Schedule: {n} row(s) left out"),
+    "road.errors": (
+        "Planning : {n} ligne(s) ignorée(s) ou fichier illisible (détail : allervers tour)",
+        "Schedule: {n} row(s) left out or file unreadable (detail: allervers tour)",
+    ),
     "road.contact": ("Contact mairie : {contact}", "Town hall contact: {contact}"),
     # unscheduled stop
     "stop.title": ("Arrêt hors planning", "Unscheduled stop"),
@@ -86,6 +172,16 @@ TEXTS: dict[str, tuple[str, str]] = {
     "stop.insee": ("Code INSEE (facultatif)", "INSEE code (optional)"),
     "stop.place": ("Lieu (facultatif)", "Place (optional)"),
     "stop.ok": ("Confirmer l'arrêt", "Confirm the stop"),
+    "stop.bad.commune": (
+        "Indiquez la commune (120 caractères au plus).",
+        "Give the municipality (120 characters at most).",
+    ),
+    "stop.bad.insee": (
+        "Code INSEE : 5 caractères (ex. 63223, 2A004), ou laissez vide.",
+        "INSEE code: 5 characters (e.g. 63223, 2A004), or leave it empty.",
+    ),
+    "stop.bad.place": ("Lieu : 120 caractères au plus.", "Place: 120 characters at most."),
+    "stop.bad.other": ("Vérifiez ce qui est saisi.", "Check what was typed."),
     "cancel": ("Retour", "Back"),
     # checklists
     "run.arrival": ("Arrivée à {where}", "Arrival at {where}"),
@@ -127,8 +223,8 @@ TEXTS: dict[str, tuple[str, str]] = {
         "No public terminal configured on this bus: welcome without one.",
     ),
     "open.kiosk_error": (
-        "La borne publique n'a pas pu s'ouvrir : {error}",
-        "The public terminal did not open: {error}",
+        "La borne publique n'a pas pu s'ouvrir (détail : F4, Détails techniques).",
+        "The public terminal did not open (detail: F4, Technical details).",
     ),
     "open.kiosk_retry": ("Rouvrir la borne", "Reopen the terminal"),
     "open.until": ("Départ prévu à {time}", "Planned departure at {time}"),
@@ -137,7 +233,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "done.arrival": ("Arrivée terminée : ouvert au public.", "Arrival done: open to the public."),
     "done.departure": ("Départ validé : bonne route !", "Departure done: drive safely!"),
     "done.kiosk_none": ("Pas de borne publique configurée.", "No public terminal configured."),
-    "error": ("Erreur : {error}", "Error: {error}"),
+    "yes": ("oui", "yes"),
+    "no": ("non", "no"),
     "no_checklist": (
         "La liste de contrôle n'est pas configurée sur ce bus ([checklist] absent).",
         "The checklist is not configured on this bus ([checklist] missing).",
@@ -151,7 +248,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     ),
 }
 
-# Alarm ids the driver may see, in plain words; others show the controller's own message.
+# Every alarm the rules can raise, in plain words, by id (a test raises each one and reads the French screen).
+# The controller's own message is English, for the log and the support: it is never shown in place of these.
 ALARMS: dict[str, tuple[str, str]] = {
     "interlock.antenna_up": (
         "Le contact est mis alors que l'antenne satellite est levée : rangez l'antenne avant de rouler.",
@@ -161,14 +259,71 @@ ALARMS: dict[str, tuple[str, str]] = {
         "Le contact est mis alors que le câble secteur est branché : débranchez le câble avant de rouler.",
         "The ignition is on while the shore cable is plugged in: unplug it before driving.",
     ),
-    "power.low_soc": ("Batterie faible sans secteur.", "Battery low without shore power."),
+    "power.low_soc": ("Batterie faible ({soc} %) sans secteur.", "Battery low ({soc} %) without shore power."),
     "shore.lost": ("Courant secteur perdu à l'arrêt.", "Shore power lost while parked."),
-    "shore.sources_disagree": ("Les capteurs du secteur ne sont pas d'accord.", "The shore power sensors disagree."),
-    "inverter.partial": (
-        "Une partie des mesures de l'onduleur ne répond pas ; les autres restent à jour.",
-        "Some of the inverter's readings are not answering; the others stay up to date.",
+    "shore.sources_disagree": (
+        "Les capteurs du secteur ne sont pas d'accord ({sources}).",
+        "The shore power sensors disagree ({sources}).",
     ),
+    "inverter.vebus_error": (
+        "L'onduleur signale l'erreur VE.Bus n° {code} : voir sa notice.",
+        "The inverter reports VE.Bus error {code}: see its manual.",
+    ),
+    # inverter.<name> and inverter.<name>.warning, one per alarm the inverter reports (drivers/victron_gx.py)
+    "inverter.alarm": ("Alarme de l'onduleur : {what}.", "Inverter alarm: {what}."),
+    "inverter.warning": ("Avertissement de l'onduleur : {what}.", "Inverter warning: {what}."),
+    # <device>.stale, one per polled device
+    "device.stale": (
+        "{device} ne répond plus : les valeurs affichées peuvent être anciennes.",
+        "{device} is not answering: the values shown may be old.",
+    ),
+    "device.partial": (
+        "{device} : une partie des mesures ne répond pas ; les autres restent à jour.",
+        "{device}: some of the readings are not answering; the others stay up to date.",
+    ),
+    "kiosk.wipe_failed": (
+        "L'effacement de la borne publique n'a pas pu être vérifié : elle reste fermée. Prévenez le support.",
+        "The public terminal's wipe could not be verified: it stays closed. Tell the support.",
+    ),
+    "kiosk.unavailable": (
+        "La borne publique ne peut pas démarrer : elle reste fermée. Prévenez le support.",
+        "The public terminal cannot start: it stays closed. Tell the support.",
+    ),
+    "unknown": ("Alarme « {id} » (voir le détail technique).", 'Alarm "{id}" (see the technical detail).'),
 }
+INVERTER_ALARM_NAMES: dict[str, tuple[str, str]] = {
+    "high_temperature": ("température trop haute", "high temperature"),
+    "low_battery": ("batterie trop basse", "low battery"),
+    "overload": ("surcharge, trop d'appareils branchés", "overload, too many appliances plugged in"),
+    "temperature_sensor": ("capteur de température en défaut", "temperature sensor fault"),
+    "voltage_sensor": ("capteur de tension en défaut", "voltage sensor fault"),
+    "ripple": ("ondulation trop forte sur la batterie", "battery ripple too high"),
+    "phase_rotation": ("ordre des phases inversé", "phase rotation"),
+}
+DEVICE_NAMES: dict[str, tuple[str, str]] = {
+    "inverter": ("L'onduleur", "The inverter"),
+    "shore_meter": ("Le compteur secteur", "The shore meter"),
+    "modem": ("Le modem satellite", "The satellite modem"),
+}
+SHORE_SOURCE_NAMES: dict[str, tuple[str, str]] = {
+    "pin": ("prise", "socket contact"),
+    "meter": ("compteur", "meter"),
+    "inverter": ("onduleur", "inverter"),
+}
+
+
+def alarm_kind(alarm_id: str) -> tuple[str, dict[str, str]] | None:
+    """The ALARMS key for an alarm id and the words the id itself carries; None for an id with no French yet."""
+    if alarm_id in ALARMS:
+        return alarm_id, {}
+    device, _, rest = alarm_id.partition(".")
+    if rest in ("stale", "partial") and device in DEVICE_NAMES:
+        return f"device.{rest}", {"device": device}
+    if device == "inverter":
+        name, warning = rest.removesuffix(".warning"), rest.endswith(".warning")
+        if name in INVERTER_ALARM_NAMES:
+            return ("inverter.warning" if warning else "inverter.alarm"), {"name": name}
+    return None
 
 
 class I18n:
@@ -196,11 +351,33 @@ class I18n:
             return str(texts["en"])
         return str(texts.get("fr") or "")
 
-    def alarm(self, alarm: dict[str, Any]) -> str:
-        pair = ALARMS.get(alarm.get("id", ""))
-        if pair is None:
-            return str(alarm.get("message", alarm.get("id", "")))
+    def _pair(self, pair: tuple[str, str]) -> str:
         return pair[0] if self.language == "fr" else pair[1]
+
+    def alarm(self, alarm: dict[str, Any]) -> str:
+        """An alarm in plain words, from its id and parameters (the English message is the technical detail)."""
+        alarm_id = str(alarm.get("id", ""))
+        kind = alarm_kind(alarm_id)
+        if kind is None:
+            return self._pair(ALARMS["unknown"]).format(id=alarm_id)
+        key, words = kind
+        params = alarm.get("params") or {}
+        values: dict[str, Any] = {}
+        if "device" in words:
+            values["device"] = self._pair(DEVICE_NAMES[words["device"]])
+        if "name" in words:
+            values["what"] = self._pair(INVERTER_ALARM_NAMES[words["name"]])
+        if key == "power.low_soc":
+            values["soc"] = params.get("soc", "?")
+        elif key == "inverter.vebus_error":
+            values["code"] = params.get("code", "?")
+        elif key == "shore.sources_disagree":
+            yes, no = self.t("yes"), self.t("no")
+            values["sources"] = ", ".join(
+                f"{self._pair(SHORE_SOURCE_NAMES.get(k, (k, k)))} {yes if v else no}"
+                for k, v in (params.get("sources") or {}).items()
+            )
+        return self._pair(ALARMS[key]).format(**values)
 
     def number(self, value: float, digits: int = 0) -> str:
         text = f"{value:.{digits}f}"

@@ -13,11 +13,32 @@ from ..api import Client, ClientError
 RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)  # a controller restart takes a second or two: reconnect quickly, then calmly
 
 
+DOWN_REASONS = ("unreachable", "closed", "timeout", "garbled")
+
+
+def down_reason(exc: BaseException) -> str:
+    """Why the link is down, as one of DOWN_REASONS (the console words each in French)."""
+    text = str(exc)
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if "cannot reach" in text or isinstance(exc, OSError):
+        return "unreachable"
+    if "closed the connection" in text:
+        return "closed"
+    return "garbled"
+
+
+def link_failed(exc: BaseException) -> bool:
+    """Whether a command failed because the controller is away (rather than answering an error)."""
+    return down_reason(exc) != "garbled"
+
+
 class ControllerLink:
     """Talks to ``allervers run`` over its control socket; survives the controller restarting.
 
     ``run(on_connected, on_state, on_down)`` streams until cancelled: ``on_connected(snapshot)`` after each
-    (re)connection, ``on_state(component, values)`` per change, ``on_down(reason)`` when the link drops.
+    (re)connection, ``on_state(component, values)`` per change, ``on_down(reason, detail)`` when the link drops
+    (``reason`` one of DOWN_REASONS, for the screen's words; ``detail`` the technical text).
     ``call(cmd, args)`` sends one command on its own connection (reopened when needed).
     """
 
@@ -57,7 +78,7 @@ class ControllerLink:
         self,
         on_connected: Callable[[dict[str, Any]], None],
         on_state: Callable[[str, dict[str, Any]], None],
-        on_down: Callable[[str], None],
+        on_down: Callable[[str, str], None],
     ) -> None:
         failures = 0
         while True:
@@ -70,13 +91,13 @@ class ControllerLink:
                 async for message in client.stream():
                     if message.get("type") == "state":
                         on_state(message["component"], message["values"])
-                reason = "connection closed"
+                reason, detail = "closed", "the controller closed the connection"
             except (ClientError, OSError, TimeoutError, json.JSONDecodeError, KeyError) as exc:
-                reason = str(exc) or type(exc).__name__
+                reason, detail = down_reason(exc), str(exc) or type(exc).__name__
             finally:
                 await client.close()
             if self.connected or failures == 0:
-                on_down(reason)
+                on_down(reason, detail)
             self.connected = False
             await self._drop_calls()
             await asyncio.sleep(RETRY_S[min(failures, len(RETRY_S) - 1)])

@@ -19,7 +19,8 @@ class Connected(Message):
 class Disconnected(Message):
     """The controller went away (restart, crash); the link retries by itself."""
 
-    reason: str
+    reason: str  # one of link.DOWN_REASONS
+    detail: str  # the technical text (English), for the technical details only
 
 
 @dataclass

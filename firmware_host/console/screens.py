@@ -13,11 +13,11 @@ from textual.binding import Binding
 from textual.containers import Center, Container, Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Footer, Input, Static
+from textual.widgets import Button, Input, Static
 
 from ..tour import unscheduled_stop
 from .messages import StopChosen
-from .widgets import StatusBar, StepRow
+from .widgets import MODE_NAMES, AlarmRow, KeyBar, StatusBar, StepRow
 
 if TYPE_CHECKING:
     from .app import ConsoleApp
@@ -51,7 +51,7 @@ class LoginScreen(_AppScreen, Screen):
             with Horizontal(classes="actions"):
                 yield Button(t("login.go"), id="login-go", variant="primary")
                 yield Button(t("lang.switch"), id="login-lang")
-        yield Footer()
+        yield KeyBar("keys.login")
 
     def on_mount(self) -> None:
         name = self.query_one("#name", Input)
@@ -145,6 +145,11 @@ class RoadView(_AppScreen, Vertical):
             yield Button(t("road.other"), id="other-stop", variant="primary")
 
     def on_mount(self) -> None:
+        c = self.console_app
+        refocus, c.refocus = c.refocus, None
+        if refocus is not None:
+            self.query_one(f"#{refocus}", Button).focus()  # browsing days: stay on the button pressed
+            return
         suggested = self.query(".suggested")
         target = suggested.first() if suggested else (self.query(".stop").first() if self.query(".stop") else None)
         (target or self.query_one("#other-stop", Button)).focus()
@@ -256,7 +261,7 @@ class OpenView(_AppScreen, Vertical):
         if c.kiosk_outcome == "not_configured":
             note = t("open.kiosk_none")
         elif c.kiosk_outcome == "error":
-            note = t("open.kiosk_error", error=c.kiosk_error or "?")
+            note = t("open.kiosk_error")
         yield Static(Content(note), id="kiosk-note", classes="info")
         with Horizontal(classes="actions"):
             yield Button(t("open.close"), id="close-open", variant="primary")
@@ -290,9 +295,10 @@ class MainScreen(_AppScreen, Screen):
     """The header, a banner for link trouble, and the body of the current phase."""
 
     BINDINGS = [
-        Binding("f2", "app.toggle_language", "English/Français"),
-        Binding("f5", "app.reload", "Actualiser/Refresh"),
-        Binding("f9", "app.lock", "Verrouiller/Lock"),
+        Binding("f2", "app.toggle_language", show=False),
+        Binding("f4", "app.show_alarms", show=False),
+        Binding("f5", "app.reload", show=False),
+        Binding("f9", "app.lock", show=False),
     ]
 
     def __init__(self) -> None:
@@ -303,7 +309,7 @@ class MainScreen(_AppScreen, Screen):
         yield StatusBar(id="status")
         yield Static("", id="banner")
         yield Container(id="body")
-        yield Footer()
+        yield KeyBar("keys.main")
 
     async def on_mount(self) -> None:
         self.show_header()
@@ -318,7 +324,8 @@ class MainScreen(_AppScreen, Screen):
         if not bars:
             return  # messages may arrive before the screen is composed: on_mount catches up
         c = self.console_app
-        bars.first().show(c.snapshot, c.i18n)
+        bars.first().show(c.snapshot, c.i18n, stale_s=c.stale_for_s())
+        self.query_one(KeyBar).relabel()
         banner = self.query_one("#banner", Static)
         banner.update(Content(c.banner or ""))
         banner.display = bool(c.banner)
@@ -432,7 +439,10 @@ class UnscheduledStopScreen(_AppScreen, ModalScreen[dict[str, Any] | None]):
         try:
             unscheduled_stop(values, dt.date.today())  # the same check the controller makes, shown at once
         except ValueError as exc:
-            self.query_one("#stop-error", Static).update(Text(str(exc), "bold red"))
+            field = str(exc).partition(":")[0]  # errors start with the field they are about
+            t = self.console_app.i18n.t
+            text = t(f"stop.bad.{field}" if field in ("commune", "insee", "place") else "stop.bad.other")
+            self.query_one("#stop-error", Static).update(Text(text, "bold red"))
             return
         self.dismiss(values)
 
@@ -475,6 +485,115 @@ class InterlockScreen(_AppScreen, ModalScreen[None]):
     @on(Button.Pressed, "#interlock-ack")
     def acknowledge(self) -> None:
         self.console_app.acknowledge_interlocks()
+
+    def relabel(self) -> None:
+        self.refresh(recompose=True)
+        self.call_after_refresh(self.show)
+
+
+class InverterModeScreen(_AppScreen, ModalScreen[str | None]):
+    """A checklist step waits on the inverter's mode: set it from here (only offered with allow_writes)."""
+
+    BINDINGS = [Binding("escape", "back", "Retour")]
+
+    def __init__(self, modes: list[str]):
+        super().__init__()
+        self.modes = modes
+
+    def compose(self) -> ComposeResult:
+        i18n = self.console_app.i18n
+        t = i18n.t
+        with Vertical(id="mode-box", classes="dialog"):
+            yield Static(t("mode.title"), classes="title")
+            yield Static(t("mode.text"))
+            with Horizontal(classes="actions"):
+                for mode in self.modes:
+                    label = t("mode.set", mode=MODE_NAMES[i18n.language].get(mode, mode))
+                    yield Button(label, id=f"mode-{mode}", variant="primary")
+                yield Button(t("cancel"), id="mode-back")
+
+    def on_mount(self) -> None:
+        self.query(Button).first().focus()
+
+    @on(Button.Pressed)
+    def chosen(self, event: Button.Pressed) -> None:
+        event.stop()
+        button_id = event.button.id or ""
+        self.dismiss(button_id.removeprefix("mode-") if button_id != "mode-back" else None)
+
+    def action_back(self) -> None:
+        self.dismiss(None)
+
+
+class AlarmsScreen(_AppScreen, ModalScreen[None]):
+    """The active alarms in plain words: acknowledge one (Enter on its row) or all; the technical text on request."""
+
+    BINDINGS = [Binding("escape", "back", "Retour"), Binding("f4", "back", show=False)]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.details = False
+
+    def compose(self) -> ComposeResult:
+        t = self.console_app.i18n.t
+        with Vertical(id="alarms-box", classes="dialog"):
+            yield Static(t("alarms.title"), classes="title")
+            yield VerticalScroll(id="alarm-rows")
+            yield Static("", id="alarm-details", classes="info")
+            with Horizontal(classes="actions"):
+                yield Button(t("alarms.ack_all"), id="ack-all", variant="warning")
+                yield Button(t("alarms.details"), id="alarm-details-toggle")
+                yield Button(t("cancel"), id="alarms-back")
+
+    async def on_mount(self) -> None:
+        await self.show_rows()
+        rows = list(self.query(AlarmRow))
+        first = next((r for r in rows if not r.alarm.get("acknowledged")), rows[0] if rows else None)
+        (first or self.query_one("#alarms-back", Button)).focus()
+
+    def show(self) -> None:
+        self.app.call_later(self.show_rows)
+
+    async def show_rows(self) -> None:
+        c = self.console_app
+        alarms = c.alarms()
+        box = self.query_one("#alarm-rows", VerticalScroll)
+        rows = {r.alarm["id"]: r for r in box.query(AlarmRow)}
+        if list(rows) == [a["id"] for a in alarms]:
+            for alarm in alarms:
+                rows[alarm["id"]].show(alarm)
+        else:
+            focused_id = getattr(c.focused, "alarm", {}).get("id") if isinstance(c.focused, AlarmRow) else None
+            await box.remove_children()
+            await box.mount_all([AlarmRow(a, c.i18n) for a in alarms] or [Static(c.i18n.t("alarms.none"))])
+            for row in box.query(AlarmRow):
+                if row.alarm["id"] == focused_id:
+                    row.focus()
+        self.query_one("#ack-all", Button).display = any(not a.get("acknowledged") for a in alarms)
+        detail = self.query_one("#alarm-details", Static)
+        detail.display = self.details
+        if self.details:
+            t = c.i18n.t
+            lines = [t("alarms.tech")] + [f"  {a['id']}: {a.get('message', '')}" for a in alarms]
+            if c.errors:
+                lines += [t("alarms.errors")] + [f"  {e}" for e in c.errors]
+            detail.update(Content("\n".join(lines)))
+
+    @on(Button.Pressed)
+    def pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "ack-all":
+            self.console_app.acknowledge(None)
+        elif event.button.id == "alarm-details-toggle":
+            self.details = not self.details
+            t = self.console_app.i18n.t
+            event.button.label = t("alarms.hide_details") if self.details else t("alarms.details")
+            self.show()
+        elif event.button.id == "alarms-back":
+            self.dismiss(None)
+
+    def action_back(self) -> None:
+        self.dismiss(None)
 
     def relabel(self) -> None:
         self.refresh(recompose=True)

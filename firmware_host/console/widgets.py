@@ -54,8 +54,13 @@ def _component(snapshot: dict[str, Any], name: str) -> tuple[dict[str, Any], str
     return comp, None
 
 
-def status_lines(snapshot: dict[str, Any], i18n: I18n) -> list[Text]:
-    """The three header lines: shore and inverter; battery, link and vehicle; kiosk and alarms."""
+def age_text(seconds: float, i18n: I18n) -> str:
+    return i18n.t("age.s", n=int(seconds)) if seconds < 120 else i18n.t("age.min", n=int(seconds // 60))
+
+
+def status_lines(snapshot: dict[str, Any], i18n: I18n, stale_s: float | None = None) -> list[Text]:
+    """The header lines: shore and inverter; battery, link and vehicle; kiosk and alarms. With ``stale_s`` (the
+    controller away that long) every value is dimmed and marked old, under a line saying since when."""
     t = i18n.t
     lang = i18n.language
 
@@ -63,7 +68,10 @@ def status_lines(snapshot: dict[str, Any], i18n: I18n) -> list[Text]:
         if line.plain:
             line.append("   ")
         line.append(f"{label} : " if lang == "fr" else f"{label}: ", LABEL)
-        line.append(value, style)
+        if stale_s is not None:
+            line.append(value + " (?)", "dim strike")  # last known, not current: the driver must not trust it
+        else:
+            line.append(value, style)
 
     def unknown(why: str | None) -> tuple[str, str]:
         return (t("hdr.not_configured"), LABEL) if why == "not_configured" else (t("hdr.silent"), WARN)
@@ -138,11 +146,16 @@ def status_lines(snapshot: dict[str, Any], i18n: I18n) -> list[Text]:
         item(third, t("hdr.alarms"), t("hdr.no_alarm"), GOOD)
     else:
         worst = "critical" if any(a.get("severity") in ("critical", "alarm") for a in alarms) else "warning"
-        shown = "  |  ".join(i18n.alarm(a) for a in alarms[:2]) + ("  |  ..." if len(alarms) > 2 else "")
+        shown = "  |  ".join(
+            i18n.alarm(a) + (f" ({t('hdr.acked')})" if a.get("acknowledged") else "") for a in alarms[:2]
+        ) + ("  |  ..." if len(alarms) > 2 else "")
         item(third, f"{t('hdr.alarms')} ({len(alarms)})", shown, BAD if worst == "critical" else WARN)
+        third.append("   " + t("hdr.alarms_key"), LABEL)
     if controller.get("clock_synced") is False:
         third.append("   ")
         third.append(t("hdr.clock"), WARN)
+    if stale_s is not None:
+        return [Text(t("hdr.stale", age=age_text(stale_s, i18n)), "bold reverse yellow"), first, second, third]
     return [first, second, third]
 
 
@@ -159,8 +172,82 @@ class StatusBar(Static):
     }
     """
 
-    def show(self, snapshot: dict[str, Any], i18n: I18n) -> None:
-        self.update(Text("\n").join(status_lines(snapshot, i18n)))
+    def show(self, snapshot: dict[str, Any], i18n: I18n, stale_s: float | None = None) -> None:
+        self.update(Text("\n").join(status_lines(snapshot, i18n, stale_s)))
+
+
+class KeyBar(Static):
+    """The function keys at the bottom, in the console's language (Textual's footer would mix both)."""
+
+    DEFAULT_CSS = """
+    KeyBar {
+        dock: bottom;
+        height: 1;
+        padding: 0 1;
+        background: $primary 40%;
+        text-style: bold;
+    }
+    """
+
+    def __init__(self, key: str):
+        super().__init__()
+        self.key = key
+
+    def on_mount(self) -> None:
+        self.relabel()
+
+    def relabel(self) -> None:
+        self.update(self.app.i18n.t(self.key))  # type: ignore[attr-defined]
+
+
+class AlarmRow(Static, can_focus=True):
+    """One active alarm in plain words; Enter, Space or a click acknowledges it."""
+
+    BINDINGS = [
+        Binding("enter,space", "acknowledge", show=False),
+        Binding("down", "app.focus_next", show=False),
+        Binding("up", "app.focus_previous", show=False),
+    ]
+    DEFAULT_CSS = """
+    AlarmRow {
+        height: auto;
+        padding: 0 1;
+        margin: 0 0 1 0;
+    }
+    AlarmRow:focus {
+        background: $accent 40%;
+    }
+    """
+
+    def __init__(self, alarm: dict[str, Any], i18n: I18n):
+        super().__init__()
+        self.alarm = alarm
+        self.i18n = i18n
+        self.show(alarm)
+
+    def show(self, alarm: dict[str, Any]) -> None:
+        import time
+
+        self.alarm = alarm
+        t = self.i18n.t
+        severity = alarm.get("severity", "warning")
+        text = Text()
+        text.append("[!] ", BAD if severity in ("critical", "alarm") else WARN)
+        text.append(self.i18n.alarm(alarm), "bold")
+        since = time.strftime("%H:%M", time.localtime(alarm["since"])) if alarm.get("since") else "?"
+        text.append(f"\n    {t('severity.' + severity)} · {t('alarms.since', time=since)} · ", LABEL)
+        if alarm.get("acknowledged"):
+            text.append(t("hdr.acked"), GOOD)
+        else:
+            text.append(t("alarms.ack_one"), WARN)
+        self.update(text)
+
+    def action_acknowledge(self) -> None:
+        if not self.alarm.get("acknowledged"):
+            self.app.acknowledge(self.alarm["id"])  # type: ignore[attr-defined]
+
+    def on_click(self) -> None:
+        self.action_acknowledge()
 
 
 MARKS = {"done": ("[x]", GOOD), "todo": ("[ ]", WARN), "no": ("[!]", BAD), "n/a": ("[-]", LABEL)}

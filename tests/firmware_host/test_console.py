@@ -195,7 +195,7 @@ async def test_unscheduled_stop_and_changing_the_stop(bus: Any) -> None:
         await pilot.click("#other-stop")
         form = await wait_until(lambda: app.screen if isinstance(app.screen, UnscheduledStopScreen) else None)
         await pilot.press(*"Saint-Gervais", "tab", *"632", "enter")
-        await wait_until(lambda: "insee: must be an INSEE commune code" in text_of(form.query_one("#stop-error")))
+        await wait_until(lambda: "Code INSEE : 5 caractères" in text_of(form.query_one("#stop-error")))
         form.query_one("#insee", Input).value = "63354"
         await pilot.click("#stop-ok")
         view = await wait_body(app, ChecklistView)
@@ -271,11 +271,18 @@ async def test_the_console_rides_out_a_controller_restart(tmp_path: Path, run_co
     async with console(first) as (app, pilot):
         await login(app, pilot)
         await wait_body(app, RoadView)
+        status = app.main.query_one("#status", Static)
+        await wait_until(lambda: "Batterie : " in text_of(status), message="live values")
+        assert "VALEURS ANCIENNES" not in text_of(status)
         await first.stop()
         banner = app.main.query_one("#banner", Static)
-        await wait_until(lambda: "Contrôleur injoignable" in text_of(banner), message="banner")
+        await wait_until(lambda: "Contrôleur injoignable : il" in text_of(banner), message="banner")
+        assert not english_in(text_of(banner)), text_of(banner)
+        await wait_until(lambda: "VALEURS ANCIENNES (il y a" in text_of(status), message="old values marked")
+        assert "(?)" in text_of(status)
         second = await run_controller(cfg, clock=day_clock())
         await wait_until(lambda: not banner.display, timeout=15, message="reconnected")
+        await wait_until(lambda: "VALEURS ANCIENNES" not in text_of(status), message="live again")
         await pilot.press("enter")
         await wait_body(app, ChecklistView)
         assert second.state.value("checklist", "phase") == "arrival"
@@ -288,3 +295,140 @@ async def test_a_bus_without_a_checklist_section(tmp_path: Path, run_controller:
         note = await wait_body(app, NoteView)
         assert "[checklist] absent" in text_of(note.query_one(Static))
         assert "Borne : non équipé" in text_of(app.main.query_one("#status"))
+
+
+# --- the driver's words: French from the tables, never the controller's English -----------------------------------
+
+ENGLISH_MARKERS = (
+    "inverter",
+    "not answering",
+    "no reply",
+    "reports",
+    "connection",
+    "registers",
+    "unit ",
+    "error",
+    "shore power",
+    "while parked",
+    "warning",
+    "alarm:",
+    "sim.set",
+)
+
+
+def english_in(text: str) -> list[str]:
+    """English words that must not reach a French screen (the language switch's "English" label is not one)."""
+    low = text.lower()
+    return [m for m in ENGLISH_MARKERS if m in low]
+
+
+def alarm_ids_in_source() -> set[str]:
+    """Every alarm id written literally in a rule anywhere in the product (the kiosk's, future features')."""
+    import re
+
+    ids: set[str] = set()
+    for folder in ("firmware_host", "kiosk", "drivers"):
+        for path in (Path(__file__).resolve().parents[2] / folder).rglob("*.py"):
+            ids |= set(re.findall(r'AlarmRule\(\s*"([a-z0-9_.]+)"', path.read_text(encoding="utf-8")))
+    return ids
+
+
+SAMPLE_PARAMS = {
+    "power.low_soc": {"soc": 12},
+    "inverter.vebus_error": {"code": 17},
+    "shore.sources_disagree": {"sources": {"meter": False, "pin": True}},
+}
+
+
+async def test_every_alarm_the_rules_can_raise_has_french_words(bus: Any) -> None:
+    from firmware_host.console.i18n import I18n, alarm_kind
+
+    ids = {rule.id for rule in bus.alarms.rules} | alarm_ids_in_source()
+    assert {"inverter.overload", "inverter.overload.warning", "modem.stale", "kiosk.wipe_failed"} <= ids
+    fr, en = I18n("fr"), I18n("en")
+    for alarm_id in sorted(ids):
+        alarm = {
+            "id": alarm_id,
+            "severity": "warning",
+            "message": "the controller's own English message",
+            "params": SAMPLE_PARAMS.get(alarm_id, {"name": "x", "error": "inverter: unit 227: no reply within 1 s"}),
+        }
+        assert alarm_kind(alarm_id) is not None, f"{alarm_id}: no French words in firmware_host/console/i18n.py"
+        text = fr.alarm(alarm)
+        assert "English message" not in text and not english_in(text), (alarm_id, text)
+        assert "{" not in text and "?" not in text, (alarm_id, text)  # every parameter filled in
+        assert en.alarm(alarm) != text, alarm_id
+    assert fr.alarm({"id": "brand.new", "message": "something went wrong"}) == (
+        "Alarme « brand.new » (voir le détail technique)."
+    )
+
+
+def rows_text(screen: Any) -> str:
+    from firmware_host.console.widgets import AlarmRow
+
+    return "\n".join(text_of(r) for r in screen.query(AlarmRow))
+
+
+async def test_overload_and_a_silent_modem_in_french_then_acknowledged(bus: Any) -> None:
+    await sim_set(bus, **{"inverter.alarms.overload": "alarm", "modem.fault": "silent"})
+    async with console(bus) as (app, pilot):
+        await login(app, pilot)
+        status = app.main.query_one("#status")
+        await wait_until(lambda: "Alarme de l'onduleur : surcharge" in text_of(status), message="overload, French")
+        await wait_until(lambda: "modem.stale" in bus.alarms.active, timeout=15, message="modem silent")
+        await pilot.press("f4")
+        screen = await wait_until(lambda: app.screen if type(app.screen).__name__ == "AlarmsScreen" else None)
+        await wait_until(lambda: "Le modem satellite ne répond plus" in rows_text(screen))
+        shown = rows_text(screen) + text_of(status)
+        assert not english_in(shown), shown
+        await pilot.press("enter")  # the first alarm not yet acknowledged has the focus
+        first = bus.alarms.as_list()[0]["id"]
+        await wait_until(lambda: bus.alarms.active[first].acknowledged, message="one acknowledged")
+        assert not all(a.acknowledged for a in bus.alarms.active.values())
+        await wait_until(lambda: "acquittée" in rows_text(screen), message="marked")
+        await pilot.click("#ack-all")
+        await wait_until(lambda: all(a.acknowledged for a in bus.alarms.active.values()), message="all acked")
+        await pilot.click("#alarm-details-toggle")  # the technical text, on request only
+        await wait_until(lambda: "inverter reports overload" in text_of(screen.query_one("#alarm-details")))
+        await pilot.press("escape")
+        await wait_until(lambda: isinstance(app.screen, MainScreen))
+        assert "(acquittée)" in text_of(status)
+
+
+async def test_lock_without_a_pin_says_so_and_day_browsing_keeps_the_focus(bus: Any) -> None:
+    async with console(bus) as (app, pilot):
+        await login(app, pilot)
+        road = await wait_body(app, RoadView)
+        await pilot.press("f9")
+        await wait_until(lambda: any("aucun code" in str(n.message) for n in app._notifications), message="no PIN")
+        assert isinstance(app.screen, MainScreen)
+        app.screen.set_focus(road.query_one("#next-day", Button))
+        for day in ("mercredi 3", "jeudi 4", "vendredi 5", "samedi 6"):
+            await pilot.press("enter")
+            await wait_until(lambda day=day: day in text_of(body(app).query_one("#road-day")), message=day)
+            await wait_until(lambda: app.focused is body(app).query_one("#next-day", Button), message="focus kept")
+        assert "Aucun arrêt prévu" in text_of(body(app).query_one("#stops .note"))
+
+
+async def test_inverter_mode_from_the_departure_step(bus: Any) -> None:
+    await call_once(bus.config.api.control_socket, "checklist.arrive", {"stop": "2026-06-02/63223/0900", "by": "M"})
+    await call_once(bus.config.api.control_socket, "checklist.finish", {"by": "M", "reason": "set up by the test"})
+    await call_once(bus.config.api.control_socket, "checklist.depart", {"by": "M"})
+    async with console(bus, inverter_writes=True) as (app, pilot):
+        await login(app, pilot)
+        await wait_body(app, ChecklistView)
+        assert "[!] Onduleur en mode route" in text_of(row(app, "inverter_driving"))
+        await pilot.click("#step-inverter_driving")
+        dialog = await wait_until(lambda: app.screen if type(app.screen).__name__ == "InverterModeScreen" else None)
+        assert "Mettre en « chargeur seul »" in str(dialog.query_one("#mode-charger_only", Button).label)
+        await pilot.click("#mode-charger_only")
+        await wait_until(lambda: bus.state.value("power", "mode") == "charger_only", message="mode set")
+        await wait_until(lambda: "[x] Onduleur en mode route" in text_of(row(app, "inverter_driving")))
+    async with console(bus, inverter_writes=False) as (app, pilot):  # a bus where the console may not write
+        await sim_set(bus, **{"inverter.mode": "on"})
+        await login(app, pilot)
+        await wait_body(app, ChecklistView)
+        await wait_until(lambda: "[!] Onduleur en mode route" in text_of(row(app, "inverter_driving")))
+        await pilot.click("#step-inverter_driving")
+        await wait_until(lambda: any("n'a pas le droit" in str(n.message) for n in app._notifications))
+        assert isinstance(app.screen, MainScreen)
