@@ -6,9 +6,11 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from . import config as config_mod
@@ -24,6 +26,47 @@ EXTRA_COMMANDS = []
 
 def _load(args: argparse.Namespace) -> config_mod.Config:
     return config_mod.load(args.config)
+
+
+DEMO_CONFIG = Path("config") / "simulated.toml"
+# Commands that talk to a running controller (or read its files): from a checkout they find its running demo.
+FINDS_THE_DEMO = ("status", "alarms", "events", "sim-set", "console", "tour", "kiosk", "report", "doctor")
+
+
+def find_demo_config(start: Path) -> Path | None:
+    """The demo config of the checkout holding ``start``, when that demo is running (its control socket is up)."""
+    for folder in (start, *start.parents):
+        candidate = folder / DEMO_CONFIG
+        if not candidate.is_file():
+            continue
+        try:
+            socket_path = Path(config_mod.load(str(candidate)).api.control_socket)
+        except config_mod.ConfigError:
+            return None
+        return candidate if socket_path.is_socket() else None
+    return None
+
+
+def _default_config(args: argparse.Namespace) -> None:
+    """No -c, no $ALLERVERS_CONFIG, no system config: inside a checkout whose demo runs, use the demo's config."""
+    if args.command not in FINDS_THE_DEMO or getattr(args, "config", "") is not None:
+        return
+    if os.environ.get("ALLERVERS_CONFIG") or Path(config_mod.DEFAULT_CONFIG_PATH).exists():
+        return
+    demo = find_demo_config(Path.cwd())
+    if demo is not None:
+        args.config = os.path.relpath(demo)
+        print(f"allervers: using the running demo's {args.config} (-c FILE for another)", file=sys.stderr)
+
+
+def _unreachable_hint(args: argparse.Namespace) -> str:
+    if getattr(args, "config", None) is not None or os.environ.get("ALLERVERS_CONFIG"):
+        return ""
+    return (
+        "\nallervers: no config given (-c FILE, $ALLERVERS_CONFIG or "
+        f"{config_mod.DEFAULT_CONFIG_PATH}); for the demo, start ./scripts/demo and run allervers from the "
+        "project folder, or give -c config/simulated.toml"
+    )
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -131,11 +174,15 @@ def cmd_alarms(args: argparse.Namespace) -> int:
     alarms = _query(args, "alarms")
     if args.json:
         print(json.dumps(alarms, indent=2, ensure_ascii=False))
-    elif not alarms:
+        return 0
+    if not alarms:
         print("no active alarm")
-    for a in [] if args.json else alarms:
+        return 0
+    print(f"{'SEVERITY':<9} {'ID':<28} {'ACK':<5} {'SINCE':<19}  MESSAGE")
+    for a in alarms:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a["since"]))
-        print(f"{a['severity']:<9} {a['id']:<28} since {since}  {a['message']}")
+        acked = "yes" if a.get("acknowledged") else "no"
+        print(f"{a['severity']:<9} {a['id']:<28} {acked:<5} {since:<19}  {a['message']}")
     return 0
 
 
@@ -281,12 +328,14 @@ def main(argv: list[str] | None = None) -> int:
     _load_extras()
     args = build_parser().parse_args(argv)
     try:
+        _default_config(args)
         return args.func(args)
     except config_mod.ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
     except ClientError as exc:
-        print(f"allervers: {exc}", file=sys.stderr)
+        hint = _unreachable_hint(args) if "cannot reach" in str(exc) else ""
+        print(f"allervers: {exc}{hint}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         return 130
