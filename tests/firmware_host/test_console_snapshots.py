@@ -110,3 +110,32 @@ async def test_interlock_screen(bus: Any) -> None:
         await pilot.pause()
         check("interlock", screen_text(app))
         assert app.size == SIZE and body(app) is not None
+
+
+async def test_the_demo_live_view_fits_80x24_and_scales_up(tmp_path: Path, run_controller: Any) -> None:
+    from firmware_host.statusview import SUMMARY, demo_hints, live_lines
+
+    from .test_checklist import bus_config
+
+    controller = await run_controller(bus_config(tmp_path), clock=day_clock())
+    await wait_until(lambda: controller.ready.is_set(), message="ready")
+    await call_once(controller.config.api.control_socket, "sim.set", {"inverter.alarms.overload": "alarm"})
+    await wait_until(lambda: "inverter.overload" in controller.alarms.active, message="overload")
+    hints = demo_hints("config/simulated.toml")
+    shown = {}
+    for width, height in ((80, 10), (80, 24), (120, 40), (200, 50)):
+        lines = [
+            t.plain for t in live_lines(controller.snapshot(), width=width, height=height, title="demo", hints=hints)
+        ]
+        assert len(lines) <= height and all(len(x) <= width for x in lines), (width, height)
+        assert lines[-1].startswith("Ctrl-C") and lines[-2].startswith("try: ")  # the hints are never cut off
+        names = [x.split()[0] for x in lines if x and not x.startswith(" ")]
+        for component in ("alarm", "power", "shore", "modem", "vehicle", "checklist", "controller"):
+            assert component in names, (width, height, component)  # the most useful rows first
+        assert any("inverter.overload" in x for x in lines)
+        shown[(width, height)] = "\n".join(lines)
+    assert "ac_in_hz" not in shown[(80, 10)]  # no room: details left out ...
+    for name, comp in controller.snapshot().items():  # ... room: every value shown
+        for key in comp:
+            if key not in ("ts", "stale", "stale_reason", "alarms"):
+                assert key in shown[(200, 50)] or key in str(SUMMARY[name]), (name, key)
