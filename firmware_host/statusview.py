@@ -215,7 +215,7 @@ def demo_hints(config_path: str | None) -> list[str]:
     if found is None or os.path.realpath(found) != os.path.realpath(mine):
         exe = os.path.relpath(mine) if not os.path.relpath(mine).startswith("..") else mine
     if os.environ.get("TMUX"):
-        last = "Ctrl-C here stops the whole demo  ·  Ctrl-b 1 driver's console  ·  Ctrl-b 2 public terminal"
+        last = "Ctrl-C here stops the whole demo · Ctrl-b 1 console · Ctrl-b 2 public terminal"
     else:
-        last = f"Ctrl-C stops the demo  ·  config {config_path}"
-    return [f"try: {exe} status  ·  {exe} sim-set gpio.ignition=true  ·  {exe} alarms --ack", last]
+        last = f"Ctrl-C stops the demo · config {config_path}"
+    return [f"try: {exe} status · {exe} sim-set gpio.ignition=true · {exe} alarms", last]
