@@ -60,7 +60,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "hdr.sessions": ("{n} visite(s) aujourd'hui", "{n} visit(s) today"),
     "hdr.clock": ("horloge non synchronisée", "clock not synced"),
     "hdr.acked": ("acquittée", "acknowledged"),
-    "hdr.alarms_key": ("F4 : voir, acquitter", "F4: view, acknowledge"),
+    "hdr.alarms_key": ("(F4)", "(F4)"),
+    "hdr.more_alarms": ("+ {n} autre(s)", "+ {n} more"),
     "hdr.stale": (
         "VALEURS ANCIENNES (il y a {age}) : le contrôleur ne répond plus",
         "OLD VALUES ({age} ago): the controller is not answering",

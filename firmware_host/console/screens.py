@@ -190,6 +190,7 @@ class ChecklistView(_AppScreen, Vertical):
     def __init__(self, status: dict[str, Any]):
         super().__init__()
         self.run_status = status
+        self.was_pending = False
 
     def compose(self) -> ComposeResult:
         c = self.console_app
@@ -227,7 +228,11 @@ class ChecklistView(_AppScreen, Vertical):
             summary.update(Text(t("run.pending", n=len(pending)), "bold yellow"))
         else:
             summary.update(Text(t("run.ready"), "bold green"))
-        self.query_one("#finish", Button).variant = "success" if not pending else "warning"
+        finish = self.query_one("#finish", Button)
+        finish.variant = "success" if not pending else "warning"
+        if self.was_pending and not pending and isinstance(self.app.focused, StepRow):
+            finish.focus()  # the driver ticked the last step: Enter now ends the list
+        self.was_pending = bool(pending)
 
     @on(Button.Pressed)
     def pressed(self, event: Button.Pressed) -> None:

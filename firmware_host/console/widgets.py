@@ -146,11 +146,13 @@ def status_lines(snapshot: dict[str, Any], i18n: I18n, stale_s: float | None = N
         item(third, t("hdr.alarms"), t("hdr.no_alarm"), GOOD)
     else:
         worst = "critical" if any(a.get("severity") in ("critical", "alarm") for a in alarms) else "warning"
-        shown = "  |  ".join(
-            i18n.alarm(a) + (f" ({t('hdr.acked')})" if a.get("acknowledged") else "") for a in alarms[:2]
-        ) + ("  |  ..." if len(alarms) > 2 else "")
+        # The worst first (the controller sorts them); the others are one key away (F4), not a wall of text.
+        first_alarm = alarms[0]
+        shown = i18n.alarm(first_alarm) + (f" ({t('hdr.acked')})" if first_alarm.get("acknowledged") else "")
+        if len(alarms) > 1:
+            shown += "  " + t("hdr.more_alarms", n=len(alarms) - 1)
         item(third, f"{t('hdr.alarms')} ({len(alarms)})", shown, BAD if worst == "critical" else WARN)
-        third.append("   " + t("hdr.alarms_key"), LABEL)
+        third.append("  " + t("hdr.alarms_key"), LABEL)
     if controller.get("clock_synced") is False:
         third.append("   ")
         third.append(t("hdr.clock"), WARN)
