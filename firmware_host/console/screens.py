@@ -121,7 +121,7 @@ class RoadView(_AppScreen, Vertical):
             day.append("   " + t("road.clock"), "bold yellow")
         errors = (tour.get("schedule") or {}).get("errors") or []
         if errors:
-            day.append("\n" + t("road.errors", n=len(errors)) + " : " + errors[0], "yellow")
+            day.append("\n" + t("road.errors", n=len(errors)), "yellow")  # the rows themselves: allervers tour
         yield Static(day, id="road-day")
         with VerticalScroll(id="stops"):
             if not (tour.get("schedule") or {}).get("path"):
