@@ -417,6 +417,10 @@ class Simulation:
         for key in list(self.held):
             self._release(key)
 
+    def _release_all(self) -> None:
+        for key in list(self.held):
+            self._release(key)
+
     def _set_shore(self, connected: bool) -> None:
         self.physics.shore = connected
         if self.io is not None and "shore_presence" in self.io.inputs:
