@@ -59,13 +59,16 @@ def _default_config(args: argparse.Namespace) -> None:
         print(f"allervers: using the running demo's {args.config} (-c FILE for another)", file=sys.stderr)
 
 
-def _unreachable_hint(args: argparse.Namespace) -> str:
-    if getattr(args, "config", None) is not None or os.environ.get("ALLERVERS_CONFIG"):
-        return ""
-    return (
-        "\nallervers: no config given (-c FILE, $ALLERVERS_CONFIG or "
-        f"{config_mod.DEFAULT_CONFIG_PATH}); for the demo, start ./scripts/demo and run allervers from the "
-        "project folder, or give -c config/simulated.toml"
+def _no_config_hint(args: argparse.Namespace) -> None:
+    """A command that failed on the built-in defaults (/run, /var/lib) says where the demo's config is."""
+    if args.command not in FINDS_THE_DEMO or getattr(args, "config", None) is not None:
+        return
+    if os.environ.get("ALLERVERS_CONFIG") or Path(config_mod.DEFAULT_CONFIG_PATH).exists():
+        return
+    print(
+        f"allervers: no config given (-c FILE, $ALLERVERS_CONFIG or {config_mod.DEFAULT_CONFIG_PATH}); for the "
+        "demo, start ./scripts/demo and run allervers from the project folder, or give -c config/simulated.toml",
+        file=sys.stderr,
     )
 
 
@@ -329,16 +332,20 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         _default_config(args)
-        return args.func(args)
+        code = args.func(args)
     except config_mod.ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
     except ClientError as exc:
-        hint = _unreachable_hint(args) if "cannot reach" in str(exc) else ""
-        print(f"allervers: {exc}{hint}", file=sys.stderr)
+        print(f"allervers: {exc}", file=sys.stderr)
+        if "cannot reach" in str(exc):
+            _no_config_hint(args)
         return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         return 130
+    if code not in (0, None):
+        _no_config_hint(args)
+    return code
 
 
 def _load_extras() -> None:

@@ -162,9 +162,10 @@ class ConsoleApp(App[None]):
             if "unknown command" in str(exc):
                 self.no_checklist, status = True, None
             else:
-                self.note_error(str(exc))
-                if not link_failed(exc):
-                    self.notify(self.i18n.t("fail.checklist.tour"), severity="error", timeout=10)
+                if link_failed(exc):
+                    self.note_error(str(exc))  # the banner already says the controller is away
+                else:
+                    self.fail("reload", str(exc))
                 return
         self.status = status
         if status is not None:
