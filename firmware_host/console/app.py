@@ -400,6 +400,10 @@ class ConsoleApp(App[None]):
             else:
                 screen.refresh(recompose=True)
 
+    def action_help_quit(self) -> None:
+        """Ctrl-C: Textual's own hint is English; the driver gets it in the console's language."""
+        self.notify(self.i18n.t("quit.help"), timeout=5)
+
     def action_lock(self, *, idle: bool = False) -> None:
         if isinstance(self.screen, LoginScreen):
             return

@@ -74,6 +74,7 @@ TEXTS: dict[str, tuple[str, str]] = {
         "F2 Français   F4 Alarms   F5 Refresh   F9 Lock   Ctrl+Q Quit",
     ),
     "keys.login": ("F2 English   Entrée Valider   Ctrl+Q Quitter", "F2 Français   Enter Confirm   Ctrl+Q Quit"),
+    "quit.help": ("Pour quitter la console : Ctrl+Q.", "To quit the console: Ctrl+Q."),
     # lock
     "lock.done": (
         "Console verrouillée : le prochain conducteur se présente.",

@@ -313,6 +313,8 @@ ENGLISH_MARKERS = (
     "warning",
     "alarm:",
     "sim.set",
+    "press ",
+    " the ",
 )
 
 
@@ -401,6 +403,9 @@ async def test_lock_without_a_pin_says_so_and_day_browsing_keeps_the_focus(bus: 
         road = await wait_body(app, RoadView)
         await pilot.press("f9")
         await wait_until(lambda: any("aucun code" in str(n.message) for n in app._notifications), message="no PIN")
+        await pilot.press("ctrl+c")  # the reflex to quit: Textual's own hint is English
+        await wait_until(lambda: any("Ctrl+Q" in str(n.message) for n in app._notifications), message="quit hint")
+        assert not [n.message for n in app._notifications if english_in(str(n.message))]
         assert isinstance(app.screen, MainScreen)
         app.screen.set_focus(road.query_one("#next-day", Button))
         for day in ("mercredi 3", "jeudi 4", "vendredi 5", "samedi 6"):
