@@ -293,6 +293,7 @@ ALARMS: dict[str, tuple[str, str]] = {
     ),
     "unknown": ("Alarme « {id} » (voir le détail technique).", 'Alarm "{id}" (see the technical detail).'),
 }
+PATTERN_KEYS = ("inverter.alarm", "inverter.warning", "device.stale", "unknown")  # ALARMS keys that are no alarm id
 INVERTER_ALARM_NAMES: dict[str, tuple[str, str]] = {
     "high_temperature": ("température trop haute", "high temperature"),
     "low_battery": ("batterie trop basse", "low battery"),
@@ -316,7 +317,7 @@ SHORE_SOURCE_NAMES: dict[str, tuple[str, str]] = {
 
 def alarm_kind(alarm_id: str) -> tuple[str, dict[str, str]] | None:
     """The ALARMS key for an alarm id and the words the id itself carries; None for an id with no French yet."""
-    if alarm_id in ALARMS:
+    if alarm_id in ALARMS and alarm_id not in PATTERN_KEYS:
         return alarm_id, {}
     device, _, rest = alarm_id.partition(".")
     if rest in ("stale", "partial") and device in DEVICE_NAMES:
