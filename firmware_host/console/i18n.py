@@ -293,7 +293,8 @@ ALARMS: dict[str, tuple[str, str]] = {
     ),
     "unknown": ("Alarme « {id} » (voir le détail technique).", 'Alarm "{id}" (see the technical detail).'),
 }
-PATTERN_KEYS = ("inverter.alarm", "inverter.warning", "device.stale", "unknown")  # ALARMS keys that are no alarm id
+# ALARMS keys that stand for a family of ids, never an alarm id themselves
+PATTERN_KEYS = ("inverter.alarm", "inverter.warning", "device.stale", "device.partial", "unknown")
 INVERTER_ALARM_NAMES: dict[str, tuple[str, str]] = {
     "high_temperature": ("température trop haute", "high temperature"),
     "low_battery": ("batterie trop basse", "low battery"),

@@ -123,7 +123,7 @@ async def test_the_demo_live_view_fits_80x24_and_scales_up(tmp_path: Path, run_c
     await wait_until(lambda: "inverter.overload" in controller.alarms.active, message="overload")
     hints = demo_hints("config/simulated.toml")
     shown = {}
-    for width, height in ((80, 10), (80, 24), (120, 40), (200, 50)):
+    for width, height in ((80, 11), (80, 24), (120, 40), (200, 50)):
         lines = [
             t.plain for t in live_lines(controller.snapshot(), width=width, height=height, title="demo", hints=hints)
         ]
@@ -134,7 +134,7 @@ async def test_the_demo_live_view_fits_80x24_and_scales_up(tmp_path: Path, run_c
             assert component in names, (width, height, component)  # the most useful rows first
         assert any("inverter.overload" in x for x in lines)
         shown[(width, height)] = "\n".join(lines)
-    assert "ac_in_hz" not in shown[(80, 10)]  # no room: details left out ...
+    assert "ac_in_hz" not in shown[(80, 11)]  # no room: details left out ...
     for name, comp in controller.snapshot().items():  # ... room: every value shown
         for key in comp:
             if key not in ("ts", "stale", "stale_reason", "alarms"):
