@@ -90,8 +90,6 @@ def _summary_value(key: str, value: Any) -> str:
         return str(len(value))
     if isinstance(value, dict) and "answering" in value:  # a device's health (the devices component)
         return "partial" if value.get("failing") else "ok" if value["answering"] else "silent"
-    if key == "sources" and isinstance(value, dict):
-        return ", ".join(k for k, v in value.items() if v) or "none"
     return _fmt(key, value)
 
 
