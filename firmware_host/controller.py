@@ -393,7 +393,7 @@ class Controller:
         store = self.store
         if store is None:
             return
-        if component == "checklist" and "phase" in changed:
+        if component == "checklist" and "phase" in changed and self.state.value("shore", "lost_while_parked"):
             self._update_shore()  # a departure starting forgets the plug, as the ignition does
         for key, value in changed.items():
             etype = TRANSITIONS.get((component, key))
