@@ -9,7 +9,9 @@ still takes a reset, a USB serial driver stuck on the host side.
 The escalation runs while the modem stays silent (no answer, or its port gone), timed from the first silent
 poll: each step once, when its delay has passed, one step per failed attempt so the next attempt judges whether
 it worked. Every step is an event (``modem.recovery``), the modem answering again ends the episode
-(``modem.recovered``, with how long it took and which steps ran). After the last step the ladder starts over.
+(``modem.recovered``, with how long it took and which steps ran). After the last step the ladder starts over,
+after a pause that doubles each time (from ``power_cut_s`` up to 30 minutes), so a dead or missing modem is not
+power-cycled every minute and a half for ever.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 STEPS = ("at_reset", "usb_reset", "power_cut")
+MAX_PAUSE_S = 1800.0  # longest wait between two whole ladders for a modem that stays dead (relay wear, log noise)
 
 
 @dataclass(frozen=True)
@@ -109,39 +112,54 @@ class HangRecovery:
         self.on_event = on_event
         self.monotonic = monotonic
         self.reset: Callable[[], Awaitable[str | None]] | None = None  # set by the Modem: returns the command sent
-        self.silent_since: float | None = None
-        self.done: list[str] = []
+        self.silent_since: float | None = None  # the episode: from the first silent attempt
+        self.ladder_since: float | None = None  # the current ladder (a new one after a pause)
+        self.ladders = 0  # whole ladders run in this episode
+        self.done: list[str] = []  # steps of the current ladder
+        self.steps_run: list[str] = []  # every step of the episode
         self.last_step: str | None = None
+        self._last_step_at = 0.0
 
     def answered(self) -> None:
         """The modem answered: the episode (if any) is over."""
-        if self.silent_since is not None and self.done:
+        if self.silent_since is not None and self.steps_run:
             after_s = round(self.monotonic() - self.silent_since, 1)
-            log.warning("modem answers again after %.0f s of silence (%s)", after_s, ", ".join(self.done))
-            self._event("modem.recovered", after_s=after_s, steps=list(self.done))
-        self.silent_since, self.done, self.last_step = None, [], None
+            log.warning("modem answers again after %.0f s of silence (%s)", after_s, ", ".join(self.steps_run))
+            self._event("modem.recovered", after_s=after_s, steps=list(self.steps_run))
+        self.silent_since = self.ladder_since = self.last_step = None
+        self.ladders, self.done, self.steps_run = 0, [], []
 
     async def silent(self) -> str | None:
         """Run the next due step, if any; returns a short description of what was done (for the stale reason)."""
         now = self.monotonic()
-        if self.silent_since is None:
-            self.silent_since = now
-        elapsed = now - self.silent_since
-        if len(self.done) == len(STEPS) and elapsed > self.schedule.power_cut_s + self.schedule.at_reset_s:
-            # The whole ladder ran and the modem is still silent: start over rather than give up on it.
-            self.silent_since, self.done, elapsed = now, [], 0.0
+        if self.silent_since is None or self.ladder_since is None:
+            self.silent_since = self.ladder_since = now
+        if len(self.done) == len(STEPS):
+            # The whole ladder ran and the modem is still silent: start over after a pause rather than give up.
+            if now - self._last_step_at < self.pause_s():
+                return None
+            self.ladders += 1
+            self.ladder_since, self.done = now, []
+        elapsed = now - self.ladder_since
         for step, after_s in self.schedule.due():
             if step in self.done:
                 continue
             if elapsed < after_s:
                 return None
             self.done.append(step)
+            self.steps_run.append(step)
             result = await self._run(step)
-            self.last_step = f"{step} after {elapsed:.0f} s: {result}"
-            log.warning("modem silent for %.0f s: %s %s", elapsed, step, result)
-            self._event("modem.recovery", step=step, silent_s=round(elapsed, 1), result=result)
+            self._last_step_at = self.monotonic()
+            silent_s = round(now - self.silent_since, 1)
+            self.last_step = f"{step} after {silent_s:.0f} s: {result}"
+            log.warning("modem silent for %.0f s: %s %s", silent_s, step, result)
+            self._event("modem.recovery", step=step, silent_s=silent_s, ladder=self.ladders + 1, result=result)
             return self.last_step
         return None
+
+    def pause_s(self) -> float:
+        """How long after a whole ladder the next one starts: power_cut_s, doubling each time, at most 30 min."""
+        return min(MAX_PAUSE_S, self.schedule.power_cut_s * 2**self.ladders)
 
     async def _run(self, step: str) -> str:
         try:

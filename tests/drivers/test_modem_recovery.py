@@ -144,6 +144,23 @@ async def test_a_step_that_cannot_act_says_why_and_the_ladder_goes_on(tmp_path: 
     assert events[2]["result"] == "skipped: no modem.power_pin"
 
 
+async def test_a_modem_that_stays_dead_gets_ladders_further_and_further_apart() -> None:
+    events: list[dict[str, Any]] = []
+    clock = [0.0]
+    schedule = RecoverySchedule(at_reset_s=15, usb_reset_s=40, power_cut_s=75)
+    recovery = HangRecovery(
+        schedule, usb_device="", on_event=lambda e, **d: events.append(d), monotonic=lambda: clock[0]
+    )
+    for clock[0] in range(0, 2000, 5):  # an attempt every 5 s for over half an hour, never an answer
+        await recovery.silent()
+    cuts = [e["silent_s"] for e in events if e["step"] == "power_cut"]
+    # Ladder 1 cuts at 75 s; the next ladders start 75, 150, 300, 600 s after the previous cut, plus 75 s each.
+    assert cuts == [75.0, 225.0, 450.0, 825.0, 1500.0]
+    assert [e["ladder"] for e in events if e["step"] == "at_reset"] == [1, 2, 3, 4, 5]
+    recovery.answered()
+    assert recovery.silent_since is None and recovery.ladders == 0
+
+
 def test_steps_out_of_order_are_refused() -> None:
     with pytest.raises(ValueError, match="steps must come in order"):
         RecoverySchedule(at_reset_s=60, usb_reset_s=50, power_cut_s=90)
