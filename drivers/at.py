@@ -522,6 +522,13 @@ class ATChannel:
                 raise CommandFailed(self.device, command, result)
             return pending.lines
 
+    async def send_blind(self, command: str) -> None:
+        """Write one command line and not wait for its result (a reset the modem may never acknowledge)."""
+        async with self._lock:
+            if self._serial is None or self._lost is not None:
+                raise DeviceGone(self.device, f"{command}: port not open ({self._lost or 'closed'})")
+            await self._write(command, (command + "\r").encode("ascii", errors="replace"))
+
     async def _write(self, command: str, data: bytes) -> None:
         port = self._serial
         try:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gpiozero import LED, Buzzer, Device, DigitalInputDevice
+from gpiozero import LED, Buzzer, Device, DigitalInputDevice, DigitalOutputDevice
 from gpiozero.exc import GPIOZeroError
 
 from .base import DeviceError
@@ -68,6 +68,7 @@ class VehicleIO:
         inputs: dict[str, InputPin] | None = None,
         buzzer_pin: int | None = None,
         status_led_pin: int | None = None,
+        outputs: dict[str, int] | None = None,
         debounce_s: float = 0.1,
         debounce_overrides: dict[str, float] | None = None,
     ):
@@ -83,6 +84,8 @@ class VehicleIO:
         self.specs: dict[str, InputPin] = dict(inputs or {})
         self.buzzer: Buzzer | None = None
         self.status_led: LED | None = None
+        # Other outputs by role, on at start (e.g. "modem_power": the modem's supply, cut to power-cycle it).
+        self.outputs: dict[str, DigitalOutputDevice] = {}
         try:
             for role, spec in (inputs or {}).items():
                 self.inputs[role] = self._claim(
@@ -100,6 +103,10 @@ class VehicleIO:
             if status_led_pin is not None:
                 self.status_led = self._claim(
                     "status_led", status_led_pin, lambda: LED(status_led_pin, pin_factory=self.factory)
+                )
+            for role, pin in (outputs or {}).items():
+                self.outputs[role] = self._claim(
+                    role, pin, lambda pin=pin: DigitalOutputDevice(pin, initial_value=True, pin_factory=self.factory)
                 )
         except GPIOError:
             self.close()
@@ -195,11 +202,12 @@ class VehicleIO:
     def close(self) -> None:
         for timer in self._timers.values():
             timer.cancel()
-        devices: list[Device | None] = [*self.inputs.values(), self.buzzer, self.status_led]
+        devices: list[Device | None] = [*self.inputs.values(), *self.outputs.values(), self.buzzer, self.status_led]
         for dev in devices:
             if dev is not None:
                 dev.close()
         self.inputs.clear()
+        self.outputs.clear()
         if self.factory is not None and hasattr(self.factory, "close"):
             self.factory.close()
 

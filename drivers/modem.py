@@ -51,7 +51,9 @@ from drivers.at import (
     parse_csqf,
     parse_sbdreg,
 )
-from drivers.base import DeviceError, DeviceTimeout
+from drivers.base import DeviceError, DeviceGone, DeviceTimeout
+from drivers.modem_recovery import HangRecovery, RecoverySchedule
+from drivers.registry import DeviceProfile
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +121,7 @@ class Profile:
     name: ClassVar[str]
     init: ClassVar[tuple[Step, ...]]
     slow_timeout_s: ClassVar[float]  # for the one command allowed to be slow (+CSQ)
+    reset_command: ClassVar[str | None]  # reboots the modem (the first step of hang recovery); None: none
 
     async def poll(self, ask: Ask, status: ModemStatus, timeout_s: float, slow_timeout_s: float) -> None:
         raise NotImplementedError
@@ -143,6 +146,7 @@ class ThreeGppProfile(Profile):
         Step("AT+CEREG=2", required=False),
     )
     slow_timeout_s = 5.0  # unused: every 3GPP command is quick
+    reset_command = "AT+CFUN=1,1"  # full functionality, then reset (TS 27.007; Quectel and Sierra honour it)
 
     async def poll(self, ask: Ask, status: ModemStatus, timeout_s: float, slow_timeout_s: float) -> None:
         status.rssi = (await _ask_one(ask, "AT+CSQ", "+CSQ", parse_csq, timeout_s)).rssi
@@ -210,6 +214,7 @@ class IridiumProfile(Profile):
         Step("AT+CIER=1,1,1,1", required=False),
     )
     slow_timeout_s = 60.0  # +CSQ waits for a satellite while acquiring
+    reset_command = None  # the 9602/9603 have no software reboot: only their supply or ON/OFF line restarts them
 
     async def poll(self, ask: Ask, status: ModemStatus, timeout_s: float, slow_timeout_s: float) -> None:
         try:
@@ -280,6 +285,7 @@ class Modem:
         resync_s: float = 2.0,
         rtscts: bool = False,
         on_change: Callable[[dict[str, Any]], None] | None = None,
+        recovery: HangRecovery | None = None,
     ):
         if profile not in PROFILES:
             raise ValueError(f"{name}: profile must be one of {', '.join(sorted(PROFILES))}, got {profile!r}")
@@ -303,6 +309,14 @@ class Modem:
         self._channel = ATChannel(
             port, baudrate, device=name, rtscts=rtscts, urc_handler=self._on_urc, resync_s=resync_s
         )
+        self.recovery = recovery
+        # The poller's backstop (DevicePoller): above any one attempt, so a silent modem fails on its own
+        # command timeout and the recovery step (up to a power cut) runs inside the attempt.
+        self.poll_timeout_s = self.slow_timeout_s + 6 * timeout_s
+        if recovery is not None:
+            self.poll_timeout_s += recovery.schedule.power_off_s + recovery.schedule.usb_rebind_s
+            recovery.port = recovery.port or port
+            recovery.reset = self._send_reset
 
     def component(self) -> dict[str, Any]:
         """The component as currently known (last poll plus URCs since)."""
@@ -310,6 +324,44 @@ class Modem:
 
     async def open(self) -> None:
         """Open the port and run the profile's init table; safe to call again after a failure or unplug."""
+        await self._recovering(self._open())
+
+    async def poll(self) -> dict[str, Any]:
+        return await self._recovering(self._poll())
+
+    async def _recovering(self, attempt: Awaitable[Any]) -> Any:
+        # Silence (no answer, or the port gone) feeds the hang escalation; any answer, even an error, ends it.
+        try:
+            result = await attempt
+        except (DeviceTimeout, DeviceGone) as exc:
+            if self.recovery is None:
+                raise
+            await self._channel.close()
+            step = await self.recovery.silent()
+            if step is None:
+                raise
+            raise type(exc)(self.name, f"{exc.detail}; recovery: {step}") from exc
+        except CommandFailed:
+            if self.recovery is not None:
+                self.recovery.answered()
+            raise
+        if self.recovery is not None:
+            self.recovery.answered()
+        return result
+
+    async def _send_reset(self) -> str | None:
+        """Write the profile's reset command without waiting: a hung modem never answers it."""
+        command = self.profile.reset_command
+        if command is None:
+            return None
+        await self._channel.open()
+        try:
+            await self._channel.send_blind(command)
+        finally:
+            await self._channel.close()
+        return command
+
+    async def _open(self) -> None:
         self.status = ModemStatus()  # after a re-plug the modem has rebooted: forget everything
         self._last = None
         await self._channel.open()
@@ -327,7 +379,7 @@ class Modem:
             await self._channel.close()
             raise
 
-    async def poll(self) -> dict[str, Any]:
+    async def _poll(self) -> dict[str, Any]:
         self._polling = True
         try:
             await self.profile.poll(self._ask, self.status, self.timeout_s, self.slow_timeout_s)
@@ -416,7 +468,10 @@ class _Session:
     closed: bool = False
 
 
-FAULTS = ("garbage", "silent", "cme")
+FAULTS = ("garbage", "silent", "cme", "hung")
+MUTE = ("silent", "hung")  # faults under which nothing is answered
+POWER_WATCH_S = 0.05  # how often the simulator looks at its power pin and its sysfs bind file
+CFUN_REBOOT_S = 0.3  # AT+CFUN=1,1: OK, then the port drops and comes back
 BASIC_COMMANDS = re.compile(r"^AT(E[01]?|V[01]?|Z|I|&K[03]|\+CMEE(=\d|\?)?)?$")
 _MAX_COMMAND = 1024
 _MAX_OUTBUF = 64 * 1024
@@ -426,13 +481,20 @@ class ModemSimulator:
     """A modem that answers AT commands on a pty (udev-like symlink) and/or TCP, from ``state``.
 
     Runs its own thread, so it works standalone and inside an asyncio program. Settable at any time:
-    ``set(key=value)`` (keys: see SimState), ``fault`` ("garbage", "silent", "cme" or None), ``csq_delay_s``
-    (Iridium +CSQ latency), ``urc_rate`` (chance of a URC between an answer and its OK). ``unplug()`` closes the
-    pty (and TCP) like a USB unplug; ``replug()`` brings a fresh one (new /dev/pts number, same symlink).
-    ``commands`` lists every command line the modem executed.
+    ``set(key=value)`` (keys: see SimState), ``fault`` ("garbage", "silent", "cme", "hung" or None),
+    ``csq_delay_s`` (Iridium +CSQ latency), ``urc_rate`` (chance of a URC between an answer and its OK).
+    ``unplug()`` closes the pty (and TCP) like a USB unplug; ``replug()`` brings a fresh one (new /dev/pts
+    number, same symlink). ``commands`` lists every command line the modem executed.
+
+    "hung" is the field failure of Quectel/Sierra modems: nothing answers, ``AT+CFUN=1,1`` is never read, a
+    USB re-enumeration (``replug()``, or a bind through ``start_sysfs``) brings the port back still hung; only
+    a power cycle cures it: ``power(False)`` then ``power(True)``, or the gpiozero pin given to
+    ``attach_power_pin`` going low and high (the controller's ``modem.power_pin`` on a MockFactory).
     """
 
-    def __init__(self, profile: str = "3gpp", *, csq_delay_s: float = 3.0, urc_rate: float = 0.0, seed=None):
+    def __init__(
+        self, profile: str = "3gpp", *, csq_delay_s: float = 3.0, urc_rate: float = 0.0, boot_s: float = 0.0, seed=None
+    ):
         if profile not in PROFILES:
             raise ValueError(f"modem simulator: profile must be one of {', '.join(sorted(PROFILES))}")
         self.profile = profile
@@ -460,6 +522,13 @@ class ModemSimulator:
         self._after_ok: list[str] = []  # URCs a command triggers right after its OK
         self._tcp_addr: tuple[str, int] | None = None
         self._listener: socket.socket | None = None
+        self.powered = True
+        self.boot_s = boot_s  # from power-up to the port enumerating (a Quectel EG25 takes about 13 s)
+        self._power_pin: Any = None
+        self._sysfs: str | None = None
+        self._bind_seen: tuple[int, int] | None = None  # (mtime_ns, size) of the sysfs bind file
+        self.power_cycles = 0
+        self.reenumerations = 0
 
     # -- public API (any thread) -----------------------------------------------------------------------------------
 
@@ -512,6 +581,38 @@ class ModemSimulator:
     def replug(self) -> None:
         """Come back as a freshly powered modem on a new pty (and the same TCP port)."""
         self._call(self._replug)
+
+    def power(self, on: bool) -> None:
+        """Cut or restore the modem's supply: off vanishes like an unplug and cures a hang; on boots it."""
+        self._call(lambda: self._set_power(on))
+
+    def attach_power_pin(self, pin: Any) -> None:
+        """Follow a gpiozero pin (``device.pin`` of the controller's power output): low cuts the supply."""
+        self._call(lambda: setattr(self, "_power_pin", pin))
+        self._wake()
+
+    def start_sysfs(self, root: str) -> None:
+        """Lay out a sysfs tree under ``root`` in which the pty is a USB serial port of device ``1-1``.
+
+        Writing ``1-1`` to ``bus/usb/drivers/usb/bind`` (what the driver's USB step does) re-enumerates the
+        modem: a new pty behind the same symlink, its firmware state (a hang) unchanged.
+        """
+
+        def setup() -> None:
+            self._sysfs = root
+            device = os.path.join(root, "devices", "platform", "usb1", "1-1")
+            os.makedirs(os.path.join(device, "1-1:1.2"), exist_ok=True)
+            with open(os.path.join(device, "idVendor"), "w") as f:
+                f.write("2c7c\n")  # Quectel's USB vendor id
+            driver = os.path.join(root, "bus", "usb", "drivers", "usb")
+            os.makedirs(driver, exist_ok=True)
+            for name in ("bind", "unbind"):
+                open(os.path.join(driver, name), "a").close()
+            self._bind_seen = self._bind_stamp()
+            self._link_tty()
+
+        self._call(setup)
+        self._wake()
 
     def stop(self) -> None:
         if self._thread is not None:
@@ -571,6 +672,9 @@ class ModemSimulator:
     def _run(self) -> None:
         while self._running:
             timeout = max(0.0, self._timers[0][0] - time.monotonic()) if self._timers else None
+            if self._power_pin is not None or self._sysfs is not None:
+                timeout = POWER_WATCH_S if timeout is None else min(timeout, POWER_WATCH_S)
+                self._watch_power_and_bus()
             for key, mask in self._sel.select(timeout):
                 try:
                     self._on_event(key, mask)
@@ -675,12 +779,56 @@ class ModemSimulator:
             self._listener = None
         self._timers.clear()
 
+    def _watch_power_and_bus(self) -> None:
+        if self._power_pin is not None:
+            on = bool(self._power_pin.state)
+            if on != self.powered:
+                self._set_power(on)
+        if self._sysfs is not None:
+            stamp = self._bind_stamp()
+            if stamp != self._bind_seen:
+                self._bind_seen = stamp
+                if self.powered:
+                    self.reenumerations += 1
+                    self._replug()
+
+    def _bind_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(os.path.join(self._sysfs or "", "bus", "usb", "drivers", "usb", "bind"))
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def _link_tty(self) -> None:
+        # /sys/class/tty/<pts number>/device -> the USB interface, as for a /dev/ttyUSBn
+        if self._sysfs is None or self._pty_name is None:
+            return
+        tty_dir = os.path.join(self._sysfs, "class", "tty", os.path.basename(self._pty_name))
+        os.makedirs(tty_dir, exist_ok=True)
+        link = os.path.join(tty_dir, "device")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(link)
+        os.symlink(os.path.join(self._sysfs, "devices", "platform", "usb1", "1-1", "1-1:1.2"), link)
+
+    def _set_power(self, on: bool) -> None:
+        if on == self.powered:
+            return
+        self.powered = on
+        if on:
+            self._later(self.boot_s, lambda: self._replug() if self.powered else None)
+            return
+        self.power_cycles += 1
+        if self._fault == "hung":
+            self._fault = None  # the firmware restarts from scratch with its supply
+        self._unplug()
+
     def _replug(self) -> None:
         self._unplug()
         self._settings = _Settings()  # re-enumeration means a power cycle: echo back on, URCs off
         if self._link_path:
             self._pty = None
             self._open_pty()
+            self._link_tty()
         if self._tcp_addr:
             self._listen(*self._tcp_addr)
 
@@ -777,7 +925,7 @@ class ModemSimulator:
     # -- command interpreter -----------------------------------------------------------------------------------------
 
     def _on_input(self, session: _Session, data: bytes) -> None:
-        if self._fault == "silent":
+        if self._fault in MUTE:
             return
         if self._settings.echo:
             self._send(session, data)
@@ -794,7 +942,7 @@ class ModemSimulator:
     def _next(self, session: _Session) -> None:
         while session.queue and not session.busy and not session.closed:
             line = session.queue.popleft()
-            if self._fault == "silent":
+            if self._fault in MUTE:
                 continue
             with self._log_lock:
                 self._log.append(line)
@@ -814,7 +962,7 @@ class ModemSimulator:
                 self._answer(session, info, result)
 
     def _answer(self, session: _Session, info: list[str], result: str) -> None:
-        if self._fault == "silent":
+        if self._fault in MUTE:
             return
         out = bytearray(self._garbage())
         out += b"".join(self._frame(line) for line in info)
@@ -860,6 +1008,11 @@ class ModemSimulator:
 
     def _execute_3gpp(self, cmd: str) -> tuple[list[str], str, float]:
         s, st = self._settings, self._state
+        if cmd == "AT+CFUN=1,1":
+            self._later(CFUN_REBOOT_S, self._replug)  # after the OK: the modem reboots and re-enumerates
+            return [], "OK", 0.0
+        if cmd == "AT+CFUN?":
+            return ["+CFUN: 1"], "OK", 0.0
         if cmd == "AT+CSQ":
             return [f"+CSQ: {st.rssi},{st.ber}"], "OK", 0.0
         if m := re.fullmatch(r"AT\+C(E?)REG=([012])", cmd):
@@ -896,6 +1049,49 @@ class ModemSimulator:
             return [f"+SBDREG:{st.sbdreg}"], "OK", 0.0
         return [], "ERROR", 0.0
 
+
+# ---------------------------------------------------------------------------------------------------------------
+# Registry: the profiles as the config names them
+
+
+def _build(section: Any, name: str) -> Modem:
+    recovery = HangRecovery(
+        RecoverySchedule(
+            at_reset_s=section.recovery_at_reset_s,
+            usb_reset_s=section.recovery_usb_reset_s,
+            power_cut_s=section.recovery_power_cut_s,
+            power_off_s=section.power_off_s,
+        ),
+        usb_device=section.usb_device,
+        sysfs=section.sysfs,
+    )
+    return Modem(
+        section.port,
+        baudrate=section.baudrate,
+        profile=section.profile,
+        name=name,
+        timeout_s=section.timeout_s,
+        recovery=recovery,
+    )
+
+
+def _iridium_alarm_rules(device: str) -> list[Any]:
+    from firmware_host.alarms import AlarmRule, AlarmText
+
+    def antenna_fault(state: Any) -> AlarmText | None:
+        if state.value("modem", "antenna_fault") and state.is_fresh("modem"):
+            return AlarmText("the Iridium modem reports an antenna fault: check the antenna cable and connector", {})
+        return None
+
+    return [AlarmRule(f"{device}.antenna_fault", "alarm", antenna_fault)]
+
+
+DEVICE_PROFILES = (
+    DeviceProfile("modem", "3gpp", "3GPP TS 27.007 modem (cellular, IP satellite terminal)", build=_build),
+    DeviceProfile(
+        "modem", "iridium", "Iridium SBD transceiver (9602/9603/9523)", build=_build, alarm_rules=_iridium_alarm_rules
+    ),
+)
 
 # ---------------------------------------------------------------------------------------------------------------
 # Command line: run the simulator, or poll a real modem once

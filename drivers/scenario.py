@@ -12,9 +12,10 @@ demo shows the battery moving. Faults are injected per device (``<device>.fault`
                            ``inverter.alarms.low_battery``, ``inverter.monitor_soc``); physics keys (soc,
                            load_w, battery_temp_c) steer the model, others are held until released
   inverter.system_fault    the GX's system service alone (unit 100): null, "silent", "exception", "garbage"
-  meter.<value>            any value the meter driver reads, held until released
+  meter.<value>            any value the meter driver reads (voltage_v, power_w...), held until released
   modem.<state>            rssi, ber, reg_stat, operator, ip, sbdreg, service, antenna_fault
-  <device>.fault           inverter / meter / modem: null, "silent", "exception", "garbage" (modem: "cme")
+  <device>.fault           inverter / meter / modem: null, "silent", "exception", "garbage" (modem: "cme",
+                           "hung": only a power cycle through modem.power_pin cures it)
   modem.plugged            false unplugs the modem (pty gone), true plugs it back
   scenario.paused          stop the clock (tests use this for exact values)
   scenario.speed           simulated seconds per real second
@@ -33,10 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import registry
 from .modbus import MapSimulator, Register
 from .modem import ModemSimulator
-from .sdm120 import SDM120_TABLE, SDM120Simulator
-from .victron_gx import SYSTEM_TABLE, VEBUS_TABLE, GXSimulator
 
 log = logging.getLogger("allervers.sim")
 
@@ -44,7 +44,6 @@ BATTERY_AH = 400.0  # 24 V lithium bank typical of a France Services bus
 NOMINAL_V = 24.0
 CHARGER_MAX_A = 50.0
 GPIO_ROLES = ("ignition", "antenna_stowed", "door_open", "shore_presence")
-GX_SERVICES = ((VEBUS_TABLE, "vebus"), (SYSTEM_TABLE, "system"))  # driver table -> the GX simulator's map
 
 
 @dataclass
@@ -69,9 +68,10 @@ class Simulation:
     def __init__(
         self,
         *,
-        gx: tuple[str, int, int, int] | None,
-        meter: tuple[str, int, int] | None,
+        gx: tuple[str, int, registry.DeviceProfile, Any] | None,
+        meter: tuple[str, int, registry.DeviceProfile, Any] | None,
         modem: tuple[str, str] | None,
+        modem_sysfs: str | None = None,
         speed: float = 1.0,
         seed: int | None = None,
         tick_s: float = 1.0,
@@ -86,10 +86,13 @@ class Simulation:
         self._unheld: dict[str, Any] = {}  # a held key's value before it was first held, put back on release
         self.io: Any = None
         self._gx_addr, self._meter_addr, self._modem_addr = gx, meter, modem
-        self.gx = GXSimulator(unit=gx[2], system_unit=gx[3]) if gx else None
-        self.meter = SDM120Simulator(unit=meter[2]) if meter else None
+        # (host, port, profile, simulator): each simulator comes from its configured profile (drivers/registry.py).
+        self.gx = gx[3] if gx else None
+        self.meter = meter[3] if meter else None
+        self._profiles = {"inverter": gx[2] if gx else None, "meter": meter[2] if meter else None}
         self.modem = ModemSimulator(modem[1], csq_delay_s=1.0, urc_rate=0.05, seed=seed) if modem else None
         self.modem_plugged = True
+        self._modem_sysfs = modem_sysfs
         self._control_socket = control_socket
         self._server: Any = None
         self._task: asyncio.Task | None = None
@@ -106,17 +109,22 @@ class Simulation:
                     f"{cfg.source}: inverter.transport: the GX simulator speaks Modbus-TCP, "
                     f"got {cfg.inverter.transport!r}"
                 )
-            gx = (cfg.inverter.host, cfg.inverter.port, cfg.inverter.unit, cfg.inverter.system_unit)
+            gx = (cfg.inverter.host, cfg.inverter.port, *_simulator("inverter", cfg.inverter, cfg.source))
         m = cfg.shore_power.meter
         if m is not None:
             if m.transport != "rtu-over-tcp":
                 raise ValueError(
-                    f"{cfg.source}: shore_power.meter.transport: the SDM120 simulator sits behind an "
+                    f"{cfg.source}: shore_power.meter.transport: the meter simulator sits behind an "
                     f"RS-485/Ethernet gateway (rtu-over-tcp), got {m.transport!r}"
                 )
-            meter = (m.host, m.port, m.unit)
+            meter = (m.host, m.port, *_simulator("meter", m, cfg.source))
+        sysfs = None
         if cfg.modem is not None:
             modem = (cfg.modem.port, cfg.modem.profile)
+            # A sysfs path of its own (not the kernel's) gets a modelled USB bus: the recovery's re-enumeration
+            # step then replugs the simulated modem.
+            if cfg.modem.sysfs != "/sys":
+                sysfs = cfg.modem.sysfs
         control = None
         if standalone:
             control = str(Path(cfg.api.control_socket).with_name("sim.sock"))
@@ -124,6 +132,7 @@ class Simulation:
             gx=gx,
             meter=meter,
             modem=modem,
+            modem_sysfs=sysfs,
             speed=cfg.simulation.speed,
             seed=cfg.simulation.seed,
             control_socket=control,
@@ -145,6 +154,8 @@ class Simulation:
             else:
                 Path(port).parent.mkdir(parents=True, exist_ok=True)
                 self.modem.start_pty(port)
+                if self._modem_sysfs:
+                    self.modem.start_sysfs(self._modem_sysfs)
         if self._control_socket:
             from firmware_host.api import Registry, SocketServer
 
@@ -173,15 +184,10 @@ class Simulation:
     def describe(self) -> list[str]:
         lines = []
         if self.gx and self._gx_addr:
-            lines.append(
-                f"inverter: Victron GX Modbus-TCP on {self._gx_addr[0]}:{self.gx.port} "
-                f"(units {self._gx_addr[2]} VE.Bus, {self._gx_addr[3]} system)"
-            )
+            lines.append(f"inverter: {self._gx_addr[2].title} on {self._gx_addr[0]}:{self.gx.port}")
         if self.meter and self._meter_addr:
-            lines.append(
-                f"shore meter: SDM120 RTU-over-TCP on {self._meter_addr[0]}:{self.meter.port} "
-                f"(unit {self._meter_addr[2]})"
-            )
+            host = self._meter_addr[0]
+            lines.append(f"shore meter: {self._meter_addr[2].title} (RTU over TCP) on {host}:{self.meter.port}")
         if self.modem and self._modem_addr:
             lines.append(f"modem: {self.modem.profile} AT modem on {self._modem_addr[0]}")
         if self._control_socket:
@@ -193,6 +199,8 @@ class Simulation:
         self.io = io
         if "shore_presence" in io.inputs:
             io.drive("shore_presence", self.physics.shore)
+        if self.modem is not None and "modem_power" in io.outputs:
+            self.modem.attach_power_pin(io.outputs["modem_power"].pin)  # the controller's power cut reaches it
 
     # --- the clock ---
 
@@ -285,16 +293,17 @@ class Simulation:
                 }
             )
         if self.meter is not None:
-            self.meter.values["sdm120"].update(
-                {
-                    "Line to neutral voltage": round(volts_in, 1),
-                    "Current": round(in_w / 230, 2) if p.shore else 0.0,
-                    "Active power": round(in_w, 1),
-                    "Frequency": round(50 + noise(0, 0.01), 2) if p.shore else 0.0,
-                    "Import active energy": round(p.energy_kwh, 3),
-                    "Total active energy": round(p.energy_kwh, 3),
-                }
-            )
+            # By the meter driver's names, whatever the brand: each lands on its simulator's register.
+            readings = {
+                "voltage_v": round(volts_in, 1),
+                "current_a": round(in_w / 230, 2) if p.shore else 0.0,
+                "power_w": round(in_w, 1),
+                "frequency_hz": round(50 + noise(0, 0.01), 2) if p.shore else 0.0,
+                "energy_import_kwh": round(p.energy_kwh, 3),
+            }
+            for name, value in readings.items():
+                if (point := self._point("meter", name)) is not None:
+                    point.set(value)
         for key, value in self.held.items():
             device, _, name = key.partition(".")
             point = self._point(device, name)
@@ -307,12 +316,10 @@ class Simulation:
 
     def _points(self, device: str) -> list[_Point]:
         """Every value the device's driver reads, pointed at its simulator's register."""
-        if device == "inverter" and self.gx is not None:
-            gx = self.gx
-            return [_Point(gx, service, r) for table, service in GX_SERVICES for r in table.registers]
-        if device == "meter" and self.meter is not None:
-            return [_Point(self.meter, "sdm120", r) for r in SDM120_TABLE.registers]
-        return []
+        sim, profile = {"inverter": self.gx, "meter": self.meter}.get(device), self._profiles.get(device)
+        if sim is None or profile is None:
+            return []
+        return [_Point(sim, service, r) for service, table in profile.sim_points for r in table.registers]
 
     # --- sim.set / sim.get ---
 
@@ -370,7 +377,7 @@ class Simulation:
             if self.modem is None:
                 raise KeyError(f"{key}: no modem simulator is running")
             if name == "fault":
-                return _fault_setter(key, self.modem, value, ("garbage", "silent", "cme"))
+                return _fault_setter(key, self.modem, value, ("garbage", "silent", "cme", "hung"))
             if name == "plugged":
                 _need_bool(key, value)
                 return lambda: self._plug_modem(value)
@@ -483,6 +490,14 @@ class _Point:
         if self.register.enum is not None and raw is not None:
             return self.register.enum.get(int(raw), f"unknown_{raw}")
         return raw
+
+
+def _simulator(kind: str, section: Any, source: str) -> tuple[registry.DeviceProfile, Any]:
+    """The configured profile and its simulator."""
+    profile = registry.get(kind, section.profile)
+    if profile.simulator is None:
+        raise ValueError(f"{source}: {kind} profile {profile.name!r} has no simulator")
+    return profile, profile.simulator(section)
 
 
 def _need_bool(key: str, value: Any) -> None:

@@ -18,6 +18,7 @@ from drivers.modbus import (
     RegisterTable,
     read_published_csv,
 )
+from drivers.registry import DeviceProfile, modbus_transport
 
 DEFAULT_UNIT = 1
 
@@ -135,3 +136,16 @@ class SDM120Simulator(MapSimulator):
             framer=FramerType.RTU,
             missing_unit="silent",
         )
+
+
+DEVICE_PROFILES = (
+    DeviceProfile(
+        "meter",
+        "sdm120",
+        "Eastron SDM120/SDM230, Modbus RTU",
+        build=lambda section, name: SDM120(modbus_transport(section), unit=section.unit, name=name),
+        simulator=lambda section: SDM120Simulator(unit=section.unit),
+        sim_points=(("sdm120", SDM120_TABLE),),
+        fix="check the SDM120 wiring (A/B), its Modbus address and baud rate, and /dev/allervers-rs485 (udev rule)",
+    ),
+)

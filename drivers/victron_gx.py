@@ -21,6 +21,7 @@ from drivers.modbus import (
     nest,
     read_published_csv,
 )
+from drivers.registry import DeviceProfile
 
 DEFAULT_VEBUS_UNIT = 227  # Cerbo GX VE.Bus port; 246 on a CCGX, 242 on a Venus GX, 228 on a MultiPlus-II GX
 DEFAULT_SYSTEM_UNIT = 100
@@ -273,3 +274,48 @@ class GXSimulator(MapSimulator):
         )
         self.unit = unit
         self.system_unit = system_unit
+
+
+def _gx_alarm_rules(device: str) -> list[Any]:
+    # The VE.Bus alarm registers (warning or alarm as the inverter reports them) and the VE.Bus error code.
+    from firmware_host.alarms import AlarmRule, AlarmText, inverter_alarm_rules
+
+    def vebus_error(state: Any) -> AlarmText | None:
+        err = state.value("power", "vebus_error")
+        return AlarmText(f"VE.Bus error {err}", {"code": err}) if err and state.is_fresh("power") else None
+
+    return [*inverter_alarm_rules(ALARM_NAMES), AlarmRule(f"{device}.vebus_error", "alarm", vebus_error)]
+
+
+def _build(section: Any, name: str) -> VictronGX:
+    from drivers.registry import modbus_transport
+
+    return VictronGX(
+        modbus_transport(section),
+        unit=section.unit,
+        system_unit=section.system_unit,
+        allow_writes=section.allow_writes,
+        name=name,
+    )
+
+
+def _simulator(section: Any) -> GXSimulator:
+    return GXSimulator(unit=section.unit, system_unit=section.system_unit)
+
+
+DEVICE_PROFILES = (
+    DeviceProfile(
+        "inverter",
+        "victron-gx",
+        "Victron GX Modbus-TCP (VE.Bus inverter/charger)",
+        build=_build,
+        simulator=_simulator,
+        config_keys={
+            "unit": {"kind": int, "default": DEFAULT_VEBUS_UNIT, "min": 1, "max": 247},
+            "system_unit": {"kind": int, "default": DEFAULT_SYSTEM_UNIT, "min": 1, "max": 247},
+        },
+        alarm_rules=_gx_alarm_rules,
+        sim_points=(("vebus", VEBUS_TABLE), ("system", SYSTEM_TABLE)),
+        fix="check the GX: Settings > Services > Modbus-TCP enabled, and [inverter] host/port/unit in the config",
+    ),
+)

@@ -186,7 +186,6 @@ def inverter_alarm_rules(names: tuple[str, ...]) -> list[AlarmRule]:
 def core_rules(
     *,
     inverter: bool,
-    inverter_alarms: tuple[str, ...],
     meter: bool,
     pin: bool,
     low_soc: float,
@@ -195,12 +194,8 @@ def core_rules(
 ) -> list[AlarmRule]:
     """The built-in rules for what this bus has configured; every one reads the state model and nothing else."""
     rules: list[AlarmRule] = []
+    # Brand rules (a GX's VE.Bus alarms and error, an Iridium antenna fault) come from the device's profile.
     if inverter:
-        rules += inverter_alarm_rules(inverter_alarms)
-
-        def vebus_error(s: StateModel) -> AlarmText | None:
-            err = _v(s, "power", "vebus_error")
-            return AlarmText(f"VE.Bus error {err}", {"code": err}) if err and s.is_fresh("power") else None
 
         def low_soc_rule(s: StateModel) -> AlarmText | None:
             soc = _v(s, "power", "soc")
@@ -208,10 +203,7 @@ def core_rules(
                 return AlarmText(f"battery at {soc:.0f} % without shore power", {"soc": round(soc)})
             return None
 
-        rules += [
-            AlarmRule("inverter.vebus_error", "alarm", vebus_error),
-            AlarmRule("power.low_soc", "warning", low_soc_rule),
-        ]
+        rules.append(AlarmRule("power.low_soc", "warning", low_soc_rule))
 
     for device in devices:
 

@@ -83,6 +83,16 @@ class Table:
     keys: dict[str, Any]
     optional: bool = False
     check: Callable[[dict[str, Any]], tuple[str, str] | None] | None = None  # -> (key, problem)
+    # A device section: the value of its ``profile`` key adds (or re-defaults) that profile's own keys.
+    variants: dict[str, dict[str, Any]] | None = None
+
+    def keys_for(self, raw: dict[str, Any], where: Callable[[str], ConfigError], base_dir: Path) -> dict[str, Any]:
+        """The keys this table accepts, given the raw values (the chosen profile's keys join the shared ones)."""
+        if self.variants is None:
+            return self.keys
+        spec = self.keys["profile"]
+        chosen = spec.validate(raw["profile"], where, base_dir) if "profile" in raw else spec.default
+        return {**self.keys, **self.variants[chosen]}
 
 
 @dataclass(frozen=True)
@@ -190,12 +200,13 @@ def _validate_table(table: Table, raw: Any, path: str, source: str, base_dir: Pa
 
     if not isinstance(raw, dict):
         raise ConfigError(source, path, f"must be a table, got {_type_name(raw)}")
+    keys = table.keys_for(raw, where(_join(path, "profile")), base_dir)
     for key in raw:
-        if key not in table.keys:
-            known = ", ".join(sorted(table.keys))
+        if key not in keys:
+            known = ", ".join(sorted(keys))
             raise ConfigError(source, _join(path, key), f"unknown key (known keys: {known})")
     out: dict[str, Any] = {}
-    for key, spec in table.keys.items():
+    for key, spec in keys.items():
         kpath = _join(path, key)
         if isinstance(spec, Table):
             if key in raw:
@@ -276,7 +287,11 @@ def load(path: str | os.PathLike | None = None) -> Config:
 
 def iter_keys(table: Table | None = None, prefix: str = "") -> Iterator[str]:
     """Every key path of the schema (used to check that the shipped example documents them all)."""
-    for key, spec in (table or Table(SCHEMA)).keys.items():
+    table = table or Table(SCHEMA)
+    keys = dict(table.keys)
+    for variant in (table.variants or {}).values():
+        keys.update(variant)
+    for key, spec in keys.items():
         path = _join(prefix, key)
         if isinstance(spec, Table):
             yield from iter_keys(spec, path)
@@ -297,8 +312,25 @@ def _modbus_transport_check(t: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def _profile_variants(kind: str) -> dict[str, dict[str, Any]]:
+    # Each registered profile's own keys (drivers/registry.py), e.g. the GX's system_unit.
+    from drivers import registry
+
+    return {
+        name: {key: Key(**spec) for key, spec in profile.config_keys.items()}
+        for name, profile in registry.profiles(kind).items()
+    }
+
+
+def _profile_key(kind: str) -> Key:
+    from drivers import registry
+
+    names = tuple(registry.profiles(kind))
+    return Key(str, names[0], choices=names)
+
+
 def _modbus_keys(
-    profiles: tuple[str, ...],
+    kind: str,
     default_unit: int,
     default_transport: str,
     default_port: int,
@@ -306,7 +338,7 @@ def _modbus_keys(
     poll_s: float,
 ) -> dict[str, Any]:
     return {
-        "profile": Key(str, profiles[0], choices=profiles),
+        "profile": _profile_key(kind),
         "transport": Key(str, default_transport, choices=("tcp", "rtu", "rtu-over-tcp")),
         "host": Key(str, ""),
         "port": Key(int, default_port, min=1, max=65535),
@@ -338,6 +370,16 @@ def _loopback_or_insecure(m: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def _recovery_order(m: dict[str, Any]) -> tuple[str, str] | None:
+    if not m["recovery_at_reset_s"] < m["recovery_usb_reset_s"] < m["recovery_power_cut_s"]:
+        return "recovery_usb_reset_s", (
+            "the recovery steps must come in order: recovery_at_reset_s < recovery_usb_reset_s < "
+            f"recovery_power_cut_s, got {m['recovery_at_reset_s']:g}, {m['recovery_usb_reset_s']:g}, "
+            f"{m['recovery_power_cut_s']:g}"
+        )
+    return None
+
+
 SCHEMA: dict[str, Any] = {
     "vehicle": Table(
         {
@@ -349,19 +391,30 @@ SCHEMA: dict[str, Any] = {
         {
             "port": Key(str, required=True),
             "baudrate": Key(int, 115200, choices=(9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)),
-            "profile": Key(str, "3gpp", choices=("3gpp", "iridium")),
+            "profile": _profile_key("modem"),
             "poll_s": Key(float, 10.0, min=0.2, max=3600),
+            "timeout_s": Key(float, 5.0, min=0.1, max=60),
+            # Hang recovery (drivers/modem_recovery.py): seconds of silence before each step.
+            "recovery_at_reset_s": Key(float, 15.0, min=1, max=3600),
+            "recovery_usb_reset_s": Key(float, 40.0, min=1, max=3600),
+            "recovery_power_cut_s": Key(float, 75.0, min=1, max=3600),
+            "usb_device": Key(str, "auto", pattern=r"auto|[0-9]+-[0-9.]+|"),
+            "sysfs": Key("path", "/sys"),
+            "power_pin": _pin(),
+            "power_off_s": Key(float, 5.0, min=0.1, max=60),
         },
         optional=True,
+        check=_recovery_order,
+        variants=_profile_variants("modem"),
     ),
     "inverter": Table(
         {
-            **_modbus_keys(("victron-gx",), 227, "tcp", 502, 115200, 2.0),
-            "system_unit": Key(int, 100, min=1, max=247),
+            **_modbus_keys("inverter", 227, "tcp", 502, 115200, 2.0),
             "allow_writes": Key(bool, False),
         },
         optional=True,
         check=_modbus_transport_check,
+        variants=_profile_variants("inverter"),
     ),
     "shore_power": Table(
         {
@@ -369,9 +422,10 @@ SCHEMA: dict[str, Any] = {
             "active_high": Key(bool, True),
             "debounce_s": Key(float, 0.3, min=0, max=10),
             "meter": Table(
-                _modbus_keys(("sdm120",), 1, "rtu", 502, 9600, 5.0),
+                _modbus_keys("meter", 1, "rtu", 502, 9600, 5.0),
                 optional=True,
                 check=_modbus_transport_check,
+                variants=_profile_variants("meter"),
             ),
         }
     ),
@@ -460,6 +514,8 @@ def _check_cross_section(values: dict[str, Any], source: str) -> None:
         for k in ("ignition_pin", "antenna_stowed_pin", "door_pin", "buzzer_pin", "status_led_pin")
     ]
     pins.append(("shore_power.presence_pin", values["shore_power"]["presence_pin"]))
+    if values["modem"] is not None:
+        pins.append(("modem.power_pin", values["modem"]["power_pin"]))
     for key, pin in pins:
         if pin is None:
             continue

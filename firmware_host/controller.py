@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable
 from importlib import metadata
 from typing import Any
 
+from drivers import registry
 from drivers.base import DeviceError, PolledDevice, WriteNotAllowed
 from drivers.gpio import InputPin, VehicleIO
-from drivers.victron_gx import ALARM_NAMES as INVERTER_ALARMS
 
 from . import alarms as alarm_rules
 from .alarms import AlarmManager
@@ -180,7 +180,6 @@ class Controller:
         self.alarms.add_rules(
             alarm_rules.core_rules(
                 inverter=cfg.inverter is not None,
-                inverter_alarms=INVERTER_ALARMS,
                 meter=cfg.shore_power.meter is not None,
                 pin=cfg.shore_power.presence_pin is not None,
                 low_soc=cfg.alarms.low_soc,
@@ -188,6 +187,7 @@ class Controller:
                 devices=self._polled_device_names(),
             )
         )
+        self.alarms.add_rules(self._brand_alarm_rules())
         self.alarms.on_change.append(self._alarms_changed)
         for component, section in (("power", cfg.inverter), ("modem", cfg.modem)):
             if section is None:
@@ -237,6 +237,19 @@ class Controller:
             simulated=bool(cfg.simulation.embedded),
         )
 
+    def _brand_alarm_rules(self) -> list[alarm_rules.AlarmRule]:
+        """The alarm rules each configured device's profile brings (e.g. the GX's VE.Bus alarms and error)."""
+        cfg = self.config
+        rules: list[alarm_rules.AlarmRule] = []
+        for kind, name, section in (
+            ("inverter", "inverter", cfg.inverter),
+            ("meter", "shore_meter", cfg.shore_power.meter),
+            ("modem", "modem", cfg.modem),
+        ):
+            if section is not None and (make := registry.get(kind, section.profile).alarm_rules) is not None:
+                rules += make(name)
+        return rules
+
     def _polled_device_names(self) -> list[str]:
         cfg = self.config
         present = (("inverter", cfg.inverter), ("shore_meter", cfg.shore_power.meter), ("modem", cfg.modem))
@@ -248,10 +261,13 @@ class Controller:
         sp = self.config.shore_power
         if sp.presence_pin is not None:
             inputs["shore_presence"] = InputPin(sp.presence_pin, pull_up=False, active_high=sp.active_high)
+        outputs = {}
+        if self.config.modem is not None and self.config.modem.power_pin is not None:
+            outputs["modem_power"] = self.config.modem.power_pin
         factory = g.pin_factory
         if self.simulation is not None and factory is None:
             factory = "mock"
-        if not inputs and g.buzzer_pin is None and g.status_led_pin is None:
+        if not inputs and not outputs and g.buzzer_pin is None and g.status_led_pin is None:
             self.state.update("vehicle", {})
             return
         self.io = VehicleIO(
@@ -259,6 +275,7 @@ class Controller:
             inputs=inputs,
             buzzer_pin=g.buzzer_pin,
             status_led_pin=g.status_led_pin,
+            outputs=outputs,
             debounce_s=g.debounce_s,
             debounce_overrides={"shore_presence": sp.debounce_s},
         )
@@ -269,31 +286,23 @@ class Controller:
         self.state.update("vehicle", {})
 
     def _build_devices(self) -> None:
+        # Every device comes from its registered profile (drivers/registry.py): no brand is named here.
         cfg = self.config
         if cfg.inverter is not None:
-            from drivers.modbus import ModbusTransport
-            from drivers.victron_gx import VictronGX
-
-            inv = cfg.inverter
-            device = VictronGX(
-                _transport(ModbusTransport, inv),
-                unit=inv.unit,
-                system_unit=inv.system_unit,
-                allow_writes=inv.allow_writes,
-            )
-            self._add_poller("inverter", device, "power", inv.poll_s, self._inverter_values)
+            device = registry.get("inverter", cfg.inverter.profile).build(cfg.inverter, "inverter")
+            self._add_poller("inverter", device, "power", cfg.inverter.poll_s, self._inverter_values)
         meter_cfg = cfg.shore_power.meter
         if meter_cfg is not None:
-            from drivers.modbus import ModbusTransport
-            from drivers.sdm120 import SDM120
-
-            device = SDM120(_transport(ModbusTransport, meter_cfg), unit=meter_cfg.unit)
+            device = registry.get("meter", meter_cfg.profile).build(meter_cfg, "shore_meter")
             self._add_poller("shore_meter", device, "shore", meter_cfg.poll_s, self._meter_reading)
         if cfg.modem is not None:
-            from drivers.modem import Modem
-
-            device = Modem(cfg.modem.port, baudrate=cfg.modem.baudrate, profile=cfg.modem.profile)
+            device = registry.get("modem", cfg.modem.profile).build(cfg.modem, "modem")
             device.on_change = lambda values: self.state.update("modem", values)
+            if device.recovery is not None:
+                # Hang recovery (drivers/modem_recovery.py): its steps are events; the power cut needs the pin.
+                device.recovery.on_event = self._emit
+                if self.io is not None:
+                    device.recovery.power = self.io.outputs.get("modem_power")
             self._add_poller(
                 "modem", device, "modem", cfg.modem.poll_s, lambda values: self.state.update("modem", values)
             )
@@ -677,17 +686,6 @@ async def cancel_and_wait(tasks: list[asyncio.Task], rounds: int = 20) -> None:
         _done, pending = await asyncio.wait(pending, timeout=0.5)
     for task in pending:
         log.error("task %s did not stop when cancelled", task.get_name())
-
-
-def _transport(cls: Any, section: Any) -> Any:
-    return cls(
-        kind=section.transport,
-        host=section.host,
-        port=section.port,
-        serial_port=section.serial_port,
-        baudrate=section.baudrate,
-        timeout_s=section.timeout_s,
-    )
 
 
 async def run(config: Config, *, stop_event: asyncio.Event | None = None) -> Controller:

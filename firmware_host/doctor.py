@@ -43,9 +43,11 @@ DISK_FAIL_BYTES = 100 * 1024 * 1024
 WRITE_WARN_BYTES_PER_DAY = 2 * 1024**3
 SECTOR = 512
 
+# Said when a device's profile (drivers/registry.py) has no fix of its own.
 DEVICE_FIXES = {
-    "power": "check the GX: Settings > Services > Modbus-TCP enabled, and [inverter] host/port/unit in the config",
-    "shore": "check the SDM120 wiring (A/B), its Modbus address and baud rate, and /dev/allervers-rs485 (udev rule)",
+    "power": "check the inverter's link and [inverter] host/port/unit in the config",
+    "shore": "check the meter's RS-485 wiring (A/B), its Modbus address and baud rate, and /dev/allervers-rs485 "
+    "(udev rule), and the presence contact",
     "modem": "check the modem is powered and /dev/allervers-modem exists (udev rule), and that nothing else "
     "(ModemManager, a getty) holds the port",
 }
@@ -127,6 +129,19 @@ def check_socket(name: str, path: str, want_group: str | None) -> Check:
     return Check(f"{name} socket", OK, f"{path} (mode {mode:04o}, group {group})")
 
 
+def _device_fix(cfg: config_mod.Config, component: str) -> str:
+    """The configured brand's own advice for a silent device, else the generic one."""
+    from drivers import registry
+
+    kind, section = {
+        "power": ("inverter", cfg.inverter),
+        "shore": ("meter", cfg.shore_power.meter),
+        "modem": ("modem", cfg.modem),
+    }[component]
+    fix = registry.get(kind, section.profile).fix if section is not None else ""
+    return fix or DEVICE_FIXES[component]
+
+
 async def check_controller(cfg: config_mod.Config, timeout_s: float) -> tuple[dict[str, Any] | None, list[Check]]:
     """Ask the running controller for its state: each device answering or not, active alarms."""
     path = cfg.api.control_socket
@@ -152,7 +167,7 @@ async def check_controller(cfg: config_mod.Config, timeout_s: float) -> tuple[di
         if reason == "not configured":
             checks.append(Check(device, INFO, "not configured"))
         elif comp.get("stale"):
-            checks.append(Check(device, FAIL, f"not answering: {reason}", DEVICE_FIXES[component]))
+            checks.append(Check(device, FAIL, f"not answering: {reason}", _device_fix(cfg, component)))
         else:
             checks.append(Check(device, OK, "answering"))
     alarms = snap.get("controller", {}).get("alarms") or []

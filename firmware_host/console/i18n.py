@@ -271,6 +271,10 @@ ALARMS: dict[str, tuple[str, str]] = {
         "L'onduleur signale l'erreur VE.Bus n° {code} : voir sa notice.",
         "The inverter reports VE.Bus error {code}: see its manual.",
     ),
+    "modem.antenna_fault": (
+        "Le modem satellite signale un défaut d'antenne : vérifiez le câble et la prise de l'antenne.",
+        "The satellite modem reports an antenna fault: check the antenna cable and connector.",
+    ),
     # inverter.<name> and inverter.<name>.warning, one per alarm the inverter reports (drivers/victron_gx.py)
     "inverter.alarm": ("Alarme de l'onduleur : {what}.", "Inverter alarm: {what}."),
     "inverter.warning": ("Avertissement de l'onduleur : {what}.", "Inverter warning: {what}."),

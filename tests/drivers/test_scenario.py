@@ -8,14 +8,18 @@ from typing import Any
 
 import pytest
 
+from drivers import registry
 from drivers.scenario import Simulation
+from drivers.victron_gx import GXSimulator
 from firmware_host.api import ClientError, call_once
 
 from ..conftest import make_config, sim_sections
 
 
 def gx_only() -> Simulation:
-    return Simulation(gx=("127.0.0.1", 0, 227, 100), meter=None, modem=None, seed=1)
+    profile = registry.get("inverter", "victron-gx")
+    simulator = GXSimulator(unit=227, system_unit=100)
+    return Simulation(gx=("127.0.0.1", 0, profile, simulator), meter=None, modem=None, seed=1)
 
 
 def test_releasing_a_held_value_brings_back_the_one_from_before() -> None:

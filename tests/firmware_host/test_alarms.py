@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from drivers import registry
 from firmware_host import state as state_mod
 from firmware_host.alarms import AlarmManager, core_rules, kiosk_rules
 from firmware_host.controller import derive_shore
@@ -23,7 +24,6 @@ def evaluate(components: dict[str, dict[str, Any]], *, kiosk: bool = False) -> d
     manager.add_rules(
         core_rules(
             inverter=True,
-            inverter_alarms=("overload", "low_battery"),
             meter=True,
             pin=True,
             low_soc=30.0,
@@ -31,6 +31,9 @@ def evaluate(components: dict[str, dict[str, Any]], *, kiosk: bool = False) -> d
             devices=["inverter", "shore_meter", "modem"],
         )
     )
+    # The brand rules a GX inverter and an Iridium modem bring (drivers/registry.py).
+    manager.add_rules(registry.get("inverter", "victron-gx").alarm_rules("inverter"))
+    manager.add_rules(registry.get("modem", "iridium").alarm_rules("modem"))
     if kiosk:
         model.add_component("kiosk")
         manager.add_rules(kiosk_rules())
@@ -64,6 +67,13 @@ CASES: list[tuple[str, dict[str, dict[str, Any]], set[str], str]] = [
         "inverter reports overload: alarm",
     ),
     ("VE.Bus error", {"power": {"vebus_error": 3}}, {"inverter.vebus_error"}, "VE.Bus error 3"),
+    (
+        "Iridium antenna fault",
+        {"modem": {"antenna_fault": True, "iridium_service": True}},
+        {"modem.antenna_fault"},
+        "the Iridium modem reports an antenna fault: check the antenna cable and connector",
+    ),
+    ("Iridium antenna fine", {"modem": {"antenna_fault": False, "iridium_service": False}}, set(), ""),
     (
         "low battery off shore",
         {"power": {"soc": 22.0}, "shore": {"connected": False}},
