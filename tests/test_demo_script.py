@@ -56,8 +56,15 @@ def test_demo_from_inside_tmux_then_the_readme_commands_as_typed(tmp_path: Path)
         wait_until_sync(
             lambda: tmux("has-session", "-t", "allervers", check=False).returncode == 0, 60, message="demo session"
         )
-        windows = tmux("list-windows", "-t", "allervers", "-F", "#{window_name}").stdout.split()
-        assert windows == ["controller", "console", "kiosk"]
+        # The script opens its windows one after the other: wait for the last, then check the set.
+        wait_until_sync(
+            lambda: (
+                tmux("list-windows", "-t", "allervers", "-F", "#{window_name}").stdout.split()
+                == ["controller", "console", "kiosk"]
+            ),
+            60,
+            message="the demo's three windows",
+        )
         assert "nested" not in screen("outer")
         wait_until_sync(
             lambda: "Ctrl-C here stops the whole demo" in screen("allervers:controller"), 30, message="view"
