@@ -149,9 +149,15 @@ def pdf_from_jpegs(pages: list[Page], dpi: int) -> bytes:
 
 def _failure(settings: ScanSettings, stderr: bytes, returncode: int) -> ScanError:
     text = stderr.decode(errors="replace")
-    lines = [line for line in text.splitlines() if line.startswith("scanimage:")] or text.splitlines() or [""]
-    reason = next((key for needle, key in ERRORS if needle in text), "failed")
-    return ScanError(reason, f"scanner {settings.device!r}: scanimage exited {returncode}: {lines[-1].strip()}")
+    # scanimage may add "trying to stop scanner" after the line that says what went wrong.
+    lines = [line for line in text.splitlines() if line.startswith("scanimage:") and "trying to stop" not in line]
+    reason, line = "failed", (lines or text.splitlines() or [""])[-1]
+    for needle, key in ERRORS:
+        found = next((candidate for candidate in lines if needle in candidate), None)
+        if found is not None:
+            reason, line = key, found
+            break
+    return ScanError(reason, f"scanner {settings.device!r}: scanimage exited {returncode}: {line.strip()}")
 
 
 def run_scanimage(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
@@ -234,9 +240,10 @@ class ScanJob:
             "file": self.saved,
         }
 
-    def _set(self, state: str, reason: str | None = None) -> None:
+    def _set(self, state: str, reason: str | None = None, *, tell: bool = False) -> None:
         self.state, self.reason = state, reason
-        self.notify(self.message())
+        if tell:
+            self.notify(self.message())
 
     def handle(self, action: str) -> None:
         """One request of the scan page: "state", "page" (scan one more), "restart", "save"."""
@@ -256,6 +263,8 @@ class ScanJob:
                 self._save()
         finally:
             self._lock.release()
+        # Told once the lock is free: a page that answers at once with its next tap is not turned away.
+        self.notify(self.message())
 
     def _scan(self) -> None:
         assert self.settings is not None
@@ -265,7 +274,7 @@ class ScanJob:
         if self.state == "saved":
             self.pages.clear()  # a new document after a saved one
             self.saved = None
-        self._set("scanning")
+        self._set("scanning", tell=True)
         try:
             page = scan_page(self.settings)
         except ScanError as exc:
@@ -277,9 +286,8 @@ class ScanJob:
     def _save(self) -> None:
         assert self.settings is not None
         if not self.pages:
-            self.notify(self.message())
             return
-        self._set("saving")
+        self._set("saving", tell=True)
         try:
             name = save_pdf(self.downloads, pdf_from_jpegs(self.pages, self.settings.resolution))
         except (OSError, ScanError):
