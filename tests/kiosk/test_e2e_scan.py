@@ -1,0 +1,236 @@
+"""Scanning end to end in Debian's Chromium with SANE's `test` backend: "Numériser un document" touched on the session
+bar, the scanning page scans, previews and saves one document of one page and one of two, a service's form uploads
+the PDF through its <input type=file>, and after the wipe nothing is left but the count of scanned pages.
+
+As in test_e2e_chromium's policy test, the managed policy is the generated one with DevTools allowed, so the test can
+touch the bar and set the file input through the DevTools pipe (what a visitor does with a finger and the picker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from firmware_host.api import call_once
+from kiosk import policies
+from kiosk.browser import CdpPipe
+from kiosk.wipe import user_processes
+from tests.conftest import free_port, wait_until
+
+from .conftest import visitor_traces
+from .test_e2e_chromium import HEADLESS, system_policy_dir  # noqa: F401 (a fixture)
+
+FORM = """<!doctype html><html><head><title>Justificatif</title></head><body>
+<h1>Envoyer un justificatif</h1><input type="file" id="piece" accept="application/pdf,image/*">
+<script>
+fetch("/report?" + new URLSearchParams({data: JSON.stringify({ready: true})}));
+document.getElementById("piece").addEventListener("change", async (event) => {
+  const file = event.target.files[0];
+  const text = new TextDecoder("latin1").decode(await file.arrayBuffer());
+  const pages = (text.match(/\\/Type\\s*\\/Page(?![s\\w])/g) || []).length;
+  const data = {name: file.name, type: file.type, size: file.size, pdf: text.startsWith("%PDF-"), pages};
+  fetch("/report?" + new URLSearchParams({data: JSON.stringify(data)}));
+});
+</script></body></html>
+"""
+
+
+class FormSite:
+    """A service's form on loopback that reports what the visitor attached."""
+
+    def __init__(self) -> None:
+        self.reports: list[dict[str, Any]] = []
+        site = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = urlsplit(self.path)
+                if path.path == "/report":
+                    site.reports.append(json.loads(parse_qs(path.query)["data"][0]))
+                body = b"" if path.path == "/report" else FORM.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def form_site() -> Iterator[FormSite]:
+    site = FormSite()
+    yield site
+    site.close()
+
+
+class Tab:
+    """One page of the browser, attached through the controller's DevTools pipe."""
+
+    def __init__(self, cdp: CdpPipe, session: str):
+        self.cdp, self.session = cdp, session
+
+    @classmethod
+    async def open(cls, cdp: CdpPipe, url_part: str) -> Tab:
+        async def target() -> str | None:
+            infos = (await cdp.send("Target.getTargets"))["targetInfos"]
+            return next((t["targetId"] for t in infos if t["type"] == "page" and url_part in t["url"]), None)
+
+        found: list[str] = []
+
+        async def present() -> bool:
+            tid = await target()
+            if tid:
+                found.append(tid)
+            return bool(tid)
+
+        await _wait_async(present, f"a page at {url_part}")
+        attached = await cdp.send("Target.attachToTarget", {"targetId": found[-1], "flatten": True})
+        return cls(cdp, attached["sessionId"])
+
+    async def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        return await self.cdp.send(method, params or {}, session_id=self.session, timeout=20)
+
+    async def eval(self, expression: str) -> Any:
+        result = await self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True})
+        return result["result"].get("value")
+
+    async def wait(self, expression: str, what: str, timeout: float = 30) -> None:
+        async def true() -> bool:
+            return bool(await self.eval(expression))
+
+        await _wait_async(true, what, timeout)
+
+    async def touch(self, node_id: int) -> None:
+        """A finger on the middle of a node: trusted input, as on the touch screen."""
+        quad = (await self.send("DOM.getBoxModel", {"nodeId": node_id}))["model"]["content"]
+        x, y = (quad[0] + quad[4]) / 2, (quad[1] + quad[5]) / 2
+        for kind in ("mousePressed", "mouseReleased"):
+            event = {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1}
+            await self.send("Input.dispatchMouseEvent", event)
+
+
+async def _wait_async(check: Any, what: str, timeout: float = 30) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+def _classes(node: dict[str, Any]) -> list[str]:
+    attributes = node.get("attributes", [])
+    return dict(zip(attributes[::2], attributes[1::2], strict=True)).get("class", "").split()
+
+
+def _find(node: dict[str, Any], match: Any) -> dict[str, Any] | None:
+    """A node of a DOM.getDocument(pierce) tree, shadow roots (closed ones too) included."""
+    if match(node):
+        return node
+    for child in [*node.get("children", []), *node.get("shadowRoots", [])]:
+        found = _find(child, match)
+        if found is not None:
+            return found
+    return None
+
+
+async def test_scan_preview_save_and_upload_in_chromium(
+    run_controller: Any,
+    kiosk_config: Any,
+    form_site: FormSite,
+    system_policy_dir: str,  # noqa: F811
+    sessions_root: Path,
+    tmp_path: Path,
+    visitor: Any,
+) -> None:
+    cfg = kiosk_config(
+        browser_command=HEADLESS,
+        policy_dir=str(tmp_path / "controller-policy"),  # the test writes the one Chromium reads (DevTools on)
+        session_bar=True,
+        scanner="test",
+        scan_options=["--test-picture=Color pattern"],
+        services=[{"id": "caf", "label": "CAF", "url": form_site.url, "allow": ["127.0.0.1"]}],
+    )
+    policy = policies.build_policy(
+        url=form_site.url, allow=["127.0.0.1"], downloads_dir=str(sessions_root / "sessions"), session_bar=True
+    )
+    policies.write_policy(system_policy_dir, {**policy, "DeveloperToolsAvailability": 1})
+    controller = await run_controller(cfg)
+    await wait_until(lambda: controller.kiosk.phase == "idle")
+    await call_once(cfg.api.control_socket, "kiosk.open", {})
+    started = await call_once(cfg.api.kiosk_socket, "session.start", {"service": "caf"}, timeout=60)
+    home = Path(started["home"])
+    cdp = controller.kiosk.session.browser.cdp
+    await wait_until(lambda: form_site.reports, timeout=30, message="the form page")
+
+    form = await Tab.open(cdp, form_site.url)
+    bar = "document.getElementById('allervers-bar')"
+    await form.wait(f"{bar} && {bar}.dataset.scanner === 'ready'", "the bar's scan button, scanner ready")
+    tree = (await form.send("DOM.getDocument", {"depth": -1, "pierce": True}))["root"]
+    button = _find(tree, lambda n: n.get("localName") == "button" and "scan" in _classes(n))
+    assert button is not None, "no scan button in the bar's (closed) shadow root"
+    await form.touch(button["nodeId"])  # "Numériser un document"
+
+    scan = await Tab.open(cdp, "/scan.html")
+    body = "document.body.dataset"
+    await scan.wait(f"{body}.state === 'idle'", "the scanning page, ready to scan")
+    assert await scan.eval("document.getElementById('say').textContent + document.getElementById('how').textContent")
+    one_page = [("scan", "ready", 1), ("save", "saved", 1)]
+    two_pages = [("add", "ready", 1), ("add", "ready", 2), ("save", "saved", 2)]  # "Numériser un autre document"
+    saved = []
+    for button_id, state, pages in [*one_page, *two_pages]:
+        await scan.eval(f"document.getElementById('{button_id}').click()")
+        await scan.wait(f"{body}.state === '{state}' && {body}.pages === '{pages}'", f"{button_id} -> {state} {pages}")
+        if state == "ready":  # the preview: every page's image shown
+            await scan.wait(f"{body}.images === '{pages}'", f"{pages} page image(s) shown")
+            shown = await scan.eval("[...document.images].map((i) => i.naturalWidth > 100 && i.complete)")
+            assert shown == [True] * pages
+        else:
+            saved.append(await scan.eval(f"{body}.file"))
+    assert saved == ["document-numerise-1.pdf", "document-numerise-2.pdf"]
+    two = home / "Downloads" / saved[1]
+    assert two.stat().st_uid == visitor.pw_uid
+    await wait_until(lambda: controller.kiosk.session.scanned_pages == 3, message="the pages counted")
+
+    await scan.eval("document.getElementById('back').click()")  # "Revenir à ma démarche"
+    await _wait_async(lambda: _no_scan_page(cdp), "the scanning page closed")
+    (await call_once(cfg.api.kiosk_socket, "session.open_scan", {}))  # the launcher's button opens it again
+    await Tab.open(cdp, "/scan.html")
+
+    # The form attaches the PDF as the file picker would (it opens in the session's Downloads).
+    form_site.reports.clear()
+    tree = (await form.send("DOM.getDocument", {"depth": -1}))["root"]
+    node = await form.send("DOM.querySelector", {"nodeId": tree["nodeId"], "selector": "#piece"})
+    await form.send("DOM.setFileInputFiles", {"files": [str(two)], "nodeId": node["nodeId"]})
+    await wait_until(lambda: form_site.reports, timeout=20, message="the form's report of the attached file")
+    upload = form_site.reports[-1]
+    assert upload["name"] == "document-numerise-2.pdf" and upload["type"] == "application/pdf"
+    assert upload["pdf"] is True and upload["pages"] == 2 and upload["size"] == two.stat().st_size
+
+    ended = await call_once(cfg.api.kiosk_socket, "session.end", {}, timeout=60)
+    assert ended["wipe"]["ok"] is True and not two.exists() and not home.exists()
+    assert user_processes(uid=visitor.pw_uid) == [] and visitor_traces(visitor.pw_uid) == []
+    rows = await controller.store.run(lambda db: db.execute("SELECT scanned_pages FROM kiosk_sessions").fetchall())
+    assert rows == [(3,)]
+
+
+async def _no_scan_page(cdp: CdpPipe) -> bool:
+    return not any("/scan.html" in url for url in await cdp.page_urls())
