@@ -225,6 +225,13 @@ async def test_scan_preview_save_and_upload_in_chromium(
     assert upload["name"] == "document-numerise-2.pdf" and upload["type"] == "application/pdf"
     assert upload["pdf"] is True and upload["pages"] == 2 and upload["size"] == two.stat().st_size
 
+    # Of the extension, only the scanning page is let through the URL policy.
+    blank = (await cdp.send("Target.createTarget", {"url": "about:blank"}))["targetId"]
+    tab = Tab(cdp, (await cdp.send("Target.attachToTarget", {"targetId": blank, "flatten": True}))["sessionId"])
+    for name, error in (("manifest.json", "net::ERR_BLOCKED_BY_ADMINISTRATOR"), ("scan.html", None)):
+        url = policies.scan_page_url().replace("scan.html", name)
+        assert (await tab.send("Page.navigate", {"url": url})).get("errorText") == error, name
+
     ended = await call_once(cfg.api.kiosk_socket, "session.end", {}, timeout=60)
     assert ended["wipe"]["ok"] is True and not two.exists() and not home.exists()
     assert user_processes(uid=visitor.pw_uid) == [] and visitor_traces(visitor.pw_uid) == []
@@ -234,3 +241,40 @@ async def test_scan_preview_save_and_upload_in_chromium(
 
 async def _no_scan_page(cdp: CdpPipe) -> bool:
     return not any("/scan.html" in url for url in await cdp.page_urls())
+
+
+async def test_under_the_shipped_policy_the_launcher_opens_the_scanning_page(
+    run_controller: Any,
+    kiosk_config: Any,
+    form_site: FormSite,
+    system_policy_dir: str,  # noqa: F811
+    visitor: Any,
+) -> None:
+    """With the policy the controller writes (DevTools off), the launcher's button still opens the scanning page
+    through the controller's DevTools pipe, and the page loads (its title is ours, not an error page's)."""
+    cfg = kiosk_config(
+        browser_command=HEADLESS,
+        policy_dir=system_policy_dir,
+        session_bar=True,
+        scanner="test",
+        services=[{"id": "caf", "label": "CAF", "url": form_site.url, "allow": ["127.0.0.1"]}],
+    )
+    controller = await run_controller(cfg)
+    await wait_until(lambda: controller.kiosk.phase == "idle")
+    await call_once(cfg.api.control_socket, "kiosk.open", {})
+    await call_once(cfg.api.kiosk_socket, "session.start", {"service": "caf"}, timeout=60)
+    cdp = controller.kiosk.session.browser.cdp
+    await wait_until(lambda: controller.kiosk.session.scanner == "ready", timeout=30, message="the bridge's probe")
+    await call_once(cfg.api.kiosk_socket, "session.open_scan", {})
+
+    async def titles() -> dict[str, str]:
+        infos = (await cdp.send("Target.getTargets"))["targetInfos"]
+        return {t["url"]: t["title"] for t in infos if t["type"] == "page"}
+
+    await _wait_async(lambda: _titled(titles, policies.scan_page_url()), "the scanning page loaded")
+    await call_once(cfg.api.kiosk_socket, "session.end", {}, timeout=60)
+
+
+async def _titled(titles: Any, url: str) -> bool:
+    """The scanning page at ``url`` has loaded: its own title (an error page's would be the address)."""
+    return (await titles()).get(url) == "Numériser un document"
