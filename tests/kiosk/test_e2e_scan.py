@@ -27,6 +27,7 @@ from tests.conftest import free_port, wait_until
 
 from .conftest import visitor_traces
 from .test_e2e_chromium import HEADLESS, system_policy_dir  # noqa: F401 (a fixture)
+from .test_session_unit import open_controller, session_units, systemd, why_not, write_config  # noqa: F401 (fixture)
 
 FORM = """<!doctype html><html><head><title>Justificatif</title></head><body>
 <h1>Envoyer un justificatif</h1><input type="file" id="piece" accept="application/pdf,image/*">
@@ -278,3 +279,49 @@ async def test_under_the_shipped_policy_the_launcher_opens_the_scanning_page(
 async def _titled(titles: Any, url: str) -> bool:
     """The scanning page at ``url`` has loaded: its own title (an error page's would be the address)."""
     return (await titles()).get(url) == "Numériser un document"
+
+
+@pytest.mark.skipif(why_not is not None, reason=f"private systemd: {why_not}")
+async def test_in_a_session_unit_the_scan_stays_inside_it(
+    run_controller: Any,
+    form_site: FormSite,
+    system_policy_dir: str,  # noqa: F811
+    tmp_path: Path,
+    visitor: Any,
+    systemd: Any,  # noqa: F811
+) -> None:
+    """launch = "unit": the bridge scans from inside the visitor's unit (its sandbox, its tmpfs): the document is
+    saved there, invisible from the controller's side, counted, and gone with the unit."""
+    manager, work = systemd
+    path = write_config(
+        tmp_path,
+        work,
+        browser_command=HEADLESS,
+        policy_dir=str(tmp_path / "controller-policy"),
+        session_bar=True,
+        scanner="test",
+        services=[{"id": "caf", "label": "CAF", "url": form_site.url, "allow": ["127.0.0.1"]}],
+    )
+    policy = policies.build_policy(url=form_site.url, allow=["127.0.0.1"], downloads_dir="/srv", session_bar=True)
+    policies.write_policy(system_policy_dir, {**policy, "DeveloperToolsAvailability": 1})
+    cfg, controller = await open_controller(run_controller, path)
+    started = await call_once(cfg.api.kiosk_socket, "session.start", {"service": "caf"}, timeout=60)
+    await wait_until(lambda: controller.kiosk.session.scanner == "ready", timeout=30, message="the probe in the unit")
+    await call_once(cfg.api.kiosk_socket, "session.open_scan", {})
+    scan = await Tab.open(controller.kiosk.session.browser.cdp, "/scan.html")
+    body = "document.body.dataset"
+    await scan.wait(f"{body}.state === 'idle'", "the scanning page")
+    await scan.eval("document.getElementById('scan').click()")
+    await scan.wait(f"{body}.state === 'ready' && {body}.images === '1'", "the page scanned and shown")
+    await scan.eval("document.getElementById('save').click()")
+    await scan.wait(f"{body}.state === 'saved'", "the document saved")
+    assert await scan.eval(f"{body}.file") == "document-numerise-1.pdf"
+    await wait_until(lambda: controller.kiosk.session.scanned_pages == 1, message="the page counted")
+    assert not Path(started["home"]).exists()  # the home is the unit's own tmpfs: nothing of it out here
+    assert visitor_traces(visitor.pw_uid) == []
+
+    ended = await call_once(cfg.api.kiosk_socket, "session.end", {}, timeout=60)
+    assert ended["wipe"]["ok"] is True, controller.kiosk.wipe_problems
+    await wait_until(lambda: session_units(manager) == [], message="the session unit gone")
+    rows = await controller.store.run(lambda db: db.execute("SELECT scanned_pages FROM kiosk_sessions").fetchall())
+    assert rows == [(1,)]
