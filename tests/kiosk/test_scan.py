@@ -14,11 +14,10 @@ import pytest
 
 from firmware_host.api import ClientError, call_once
 from firmware_host.config import ConfigError
-from kiosk import policies
 from kiosk.scan import SCAN_ENV, Page, ScanError, ScanSettings, jpeg_size, pdf_from_jpegs, save_pdf, scan_page
 from tests.conftest import wait_until
 
-from .test_bar_bridge import frame, read_frame
+from .test_bar_bridge import frame, read_frame, start_bridge
 
 TEST_SCANNER = {"scanner": "test", "scan_options": ["--test-picture=Color pattern"]}
 
@@ -101,20 +100,8 @@ class Bridge:
     @classmethod
     async def start(cls, controller: Any, home: Path, visitor: Any) -> Bridge:
         settings = controller.kiosk.scan_settings
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "ALLERVERS_BAR_SOCKET": str(home / "bar.sock")}
-        if settings is not None:
-            env[SCAN_ENV] = settings.to_env()
-        process = await asyncio.create_subprocess_exec(
-            str(policies.bar_host_path()),
-            f"chrome-extension://{policies.bar_extension_id()}/",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            user=visitor.pw_uid,
-            group=visitor.pw_gid,
-            extra_groups=[],
-            env=env,
-        )
-        return cls(process)
+        env = {SCAN_ENV: settings.to_env()} if settings is not None else {}
+        return cls(await start_bridge(home, visitor, **env))
 
     def send(self, message: dict[str, Any]) -> None:
         assert self.process.stdin is not None
