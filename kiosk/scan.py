@@ -26,7 +26,6 @@ SCAN_TIMEOUT_S = 180.0  # a slow flatbed at 300 dpi takes about a minute; a stuc
 PROBE_TIMEOUT_S = 20.0  # opening a network scanner (eSCL) can take a few seconds
 MAX_PAGES = 30
 PDF_NAME = "document-numerise-{n}.pdf"
-MODES = ("Color", "Gray")
 
 # scanimage's messages (sane_strstatus) -> what the visitor is told (keys of scan.js's texts).
 ERRORS = (

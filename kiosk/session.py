@@ -32,7 +32,7 @@ from firmware_host.api import ApiError, Connection, SocketServer
 from . import policies, stats
 from .browser import Browser, UnitBrowser, browser_env, build_command, install_native_host
 from .printing import Cups, PrintWatch, SessionPrinting
-from .scan import SCAN_ENV, ScanSettings
+from .scan import MAX_PAGES, SCAN_ENV, ScanSettings
 from .wipe import KioskError, SessionUser, Wiper, WipeResult, filesystem_type, make_home
 
 if TYPE_CHECKING:
@@ -170,7 +170,7 @@ class KioskManager:
         r.add("session.end", self.cmd_end, bar, "end the session and wipe it (the visitor's choice)")
         r.add("session.status", self.cmd_session_status, bar, "the current session: service, time left")
         r.add("session.activity", self.cmd_activity, bar, "input seen: resets the idle timeout")
-        r.add("session.scan", self.cmd_scan, bar, "from the scan page: {scanner: ready|unreachable, pages: saved}")
+        r.add("session.scan", self.cmd_scan, bar, "the bar's bridge: {scanner: ready|unreachable, pages: saved}")
         r.add("session.open_scan", self.cmd_open_scan, kiosk, "show the scanning page in the session's browser")
         r.add("session.feedback", self.cmd_feedback, kiosk, "the optional satisfaction answer: good/neutral/bad")
         r.add("kiosk.open", self.cmd_open, control, "open the terminal to the public {stop?}")
@@ -704,8 +704,8 @@ class KioskManager:
         state, pages = args.get("scanner"), args.get("pages", 0)
         if state not in ("ready", "unreachable"):
             raise ApiError("scanner must be ready or unreachable")
-        if not isinstance(pages, int) or isinstance(pages, bool) or not 0 <= pages <= 100:
-            raise ApiError("pages must be the page count of the saved document (0 to 100)")
+        if not isinstance(pages, int) or isinstance(pages, bool) or not 0 <= pages <= MAX_PAGES:
+            raise ApiError(f"pages must be the page count of the saved document (0 to {MAX_PAGES})")
         if state != s.scanner:
             self._emit("kiosk.scanner", state=state)
         s.scanner, s.scanned_pages = state, s.scanned_pages + pages
