@@ -65,12 +65,12 @@
       align-items: center; padding: 10px 16px; background: #000; color: #fff; border-top: 4px solid #ffd400;
       font: bold 22px/1.3 system-ui, sans-serif; }
     .bar.warn5 { border-top-color: #ff9f00; } .bar.warn1 { background: #8b0000; border-top-color: #fff; }
-    .print { flex: 2 1 auto; } .print.problem { color: #ffd400; }
-    button:disabled { background: #555; color: #fff; border-color: #999; cursor: default; }
     .service { flex: 0 1 auto; } .left { flex: 1 1 auto; } .msg { flex: 2 1 auto; font-weight: normal; }
     button { font: bold 22px system-ui, sans-serif; padding: 12px 20px; min-height: 56px; border-radius: 8px;
       border: 3px solid #fff; background: #ffd400; color: #000; cursor: pointer; }
     button.secondary { background: #fff; }
+    button:disabled { background: #555; color: #fff; border-color: #999; cursor: default; }
+    .print { flex: 2 1 auto; } .print.problem, .print.failed { color: #ffd400; }
     button:focus-visible { outline: 4px solid #00a2ff; outline-offset: 2px; }
     .overlay { position: fixed; inset: 0; z-index: 2147483647; background: rgba(0,0,0,.85); display: flex;
       align-items: center; justify-content: center; }

@@ -156,6 +156,7 @@ def _find(node: dict[str, Any], match: Any) -> dict[str, Any] | None:
 async def test_scan_preview_save_and_upload_in_chromium(
     run_controller: Any,
     kiosk_config: Any,
+    cupsd: Any,
     form_site: FormSite,
     system_policy_dir: str,  # noqa: F811
     sessions_root: Path,
@@ -168,6 +169,8 @@ async def test_scan_preview_save_and_upload_in_chromium(
         session_bar=True,
         scanner="test",
         scan_options=["--test-picture=Color pattern"],
+        printer="bus",
+        cups_server=cupsd.server,
         services=[{"id": "caf", "label": "CAF", "url": form_site.url, "allow": ["127.0.0.1"]}],
     )
     policy = policies.build_policy(
@@ -216,7 +219,14 @@ async def test_scan_preview_save_and_upload_in_chromium(
     (await call_once(cfg.api.kiosk_socket, "session.open_scan", {}))  # the launcher's button opens it again
     await Tab.open(cdp, "/scan.html")
 
-    # The form attaches the PDF as the file picker would (it opens in the session's Downloads).
+    # Printed (as the visitor, as the print dialog would): the bar says so in French, from CUPS's job states.
+    cupsd.submit("bus", str(two), visitor.pw_uid, visitor.pw_gid)
+    await form.wait(f"{bar}.dataset.print === 'printed:2:'", "the bar's printing feedback")
+    tree = (await form.send("DOM.getDocument", {"depth": -1, "pierce": True}))["root"]
+    said = _find(tree, lambda n: n.get("localName") == "span" and "print" in _classes(n))
+    assert said is not None and said["children"][0]["nodeValue"] == "Imprimé : 2 pages"
+
+    # The form attaches the PDF as the file picker would.
     form_site.reports.clear()
     tree = (await form.send("DOM.getDocument", {"depth": -1}))["root"]
     node = await form.send("DOM.querySelector", {"nodeId": tree["nodeId"], "selector": "#piece"})
