@@ -357,7 +357,6 @@ class PrintWatch:
         self._view: dict[str, Any] | None = None
         self._ended_at: float | None = None
         self._seen: frozenset[tuple[int, str]] = frozenset()
-        self.error: str | None = None
 
     def update(self, jobs: list[Job], printer: dict[str, Any] | None) -> None:
         """Take a new reading (``printer``: its attributes, asked only while a job is unfinished)."""
@@ -375,7 +374,9 @@ class PrintWatch:
         else:
             if seen != self._seen or self._ended_at is None:
                 self._ended_at = self.monotonic()
-            failed = any(j.state != "completed" for j in jobs)
+            failed = (
+                max(jobs, key=lambda j: j.id).state != "completed"
+            )  # the last "Imprimer" is what the visitor awaits
             self._view = {"state": "failed" if failed else "printed", "pages": pages, "problem": None}
         self._seen = seen
 
@@ -391,11 +392,9 @@ class PrintWatch:
             printer = None
             if any(not j.finished for j in jobs):
                 printer = await asyncio.to_thread(self.printing.cups.printer_state, self.printing.printer)
-        except PrintError as exc:
-            self.error = str(exc)
+        except PrintError:
             self._view = None
             return
-        self.error = None
         self.update(jobs, printer)
 
     async def run(self, poll_s: float = WATCH_POLL_S) -> None:

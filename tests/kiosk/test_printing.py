@@ -217,6 +217,10 @@ def test_printed_is_shown_for_a_minute_then_dropped() -> None:
     assert watch.view() is None
     watch.update([Job(1, "completed", TEST_USER, 2), Job(2, "aborted", TEST_USER, 0)], None)
     assert watch.view() == {"state": "failed", "pages": 2, "problem": None}
+    watch.update(
+        [Job(1, "completed", TEST_USER, 2), Job(2, "aborted", TEST_USER, 0), Job(4, "completed", TEST_USER, 1)], None
+    )
+    assert watch.view() == {"state": "printed", "pages": 3, "problem": None}  # printed again after a failure
     reasons = {"printer-state": 3, "printer-state-reasons": ["media-low-report", "media-jam-error"]}
     watch.update([Job(3, "pending", TEST_USER, 0)], reasons)
     assert watch.view() == {"state": "problem", "pages": 0, "problem": "jam"}  # low paper is no problem yet
