@@ -193,8 +193,9 @@ class SessionScreen(KioskScreen):
         """What the printer did after "Imprimer", and the scanner's button (or why there is none)."""
         printing = session.get("printing")
         text = ""
-        if printing and printing.get("state") == "problem":
-            text = f"{self.t('print.problem.' + str(printing.get('problem')))} {self.t('print.ask')}"
+        problem = f"print.problem.{printing.get('problem')}" if printing else ""
+        if printing and printing.get("state") == "problem" and problem in TEXTS:
+            text = f"{self.t(problem)} {self.t('print.ask')}"
         elif printing and printing.get("state") in ("printing", "printed"):
             pages = int(printing.get("pages") or 0)
             if pages:
