@@ -14,7 +14,7 @@ import pytest
 
 from firmware_host.api import ClientError, call_once
 from firmware_host.config import ConfigError
-from kiosk.scan import SCAN_ENV, Page, ScanError, ScanSettings, jpeg_size, pdf_from_jpegs, save_pdf, scan_page
+from kiosk.scan import SCAN_ENV, ScanError, ScanSettings, jpeg_size, pdf_from_jpegs, save_pdf, scan_page
 from tests.conftest import wait_until
 
 from .test_bar_bridge import frame, read_frame, start_bridge
@@ -68,11 +68,23 @@ def test_save_never_replaces_a_file(tmp_path: Path) -> None:
     assert (tmp_path / "document-numerise-3.pdf").stat().st_mode & 0o777 == 0o600
     with pytest.raises(ValueError):
         pdf_from_jpegs([], 150)
-    assert ScanSettings.from_env(ScanSettings("airscan:e0:Bus", 300, "Gray", ("--source=ADF",)).to_env()) == (
-        ScanSettings("airscan:e0:Bus", 300, "Gray", ("--source=ADF",))
-    )
-    assert ScanSettings.from_env("") is None and ScanSettings.from_env("{nope") is None
-    assert Page(b"", 1, 1, 3).components == 3
+
+
+def test_settings_reach_the_bridge_through_the_environment() -> None:
+    settings = ScanSettings("airscan:e0:Bus", 300, "Gray", ("--source=ADF",))
+    assert ScanSettings.from_env(settings.to_env()) == settings
+    assert settings.argv() == [
+        "scanimage",
+        "-d",
+        "airscan:e0:Bus",
+        "--format=jpeg",
+        "--resolution=300",
+        "--mode=Gray",
+        "--source=ADF",
+    ]
+    # No scanner, or settings the bridge cannot read: "Pas de scanner dans ce bus", never a crash.
+    for text in ("", "{nope", '{"device": ""}', '{"device": "test", "resolution": "x"}'):
+        assert ScanSettings.from_env(text) is None, text
 
 
 @pytest.mark.parametrize(
