@@ -25,8 +25,8 @@
       more: "Pour une autre page, posez-la sur la vitre et touchez « Ajouter une page ». Sinon, touchez « Enregistrer ».",
       saved: (file, n) => `Votre document est enregistré (${pages(n)}) : « ${file} ».`,
       savedHow:
-        "Pour l'envoyer, revenez à votre démarche et touchez « Parcourir » ou « Choisir un fichier » : " +
-        "le document est dans « Téléchargements ». Il sera effacé à la fin de la session.",
+        "Pour l'envoyer, revenez à votre démarche et touchez « Choisir un fichier » (ou « Parcourir ») : " +
+        "le document est dans le dossier qui s'ouvre (« Downloads »). Il sera effacé à la fin de la session.",
       page: (n) => `Page ${n}`,
       error: {
         none: "Pas de scanner dans ce bus.",
@@ -57,8 +57,8 @@
       more: "For another page, put it on the glass and touch “Add a page”. Otherwise, touch “Save”.",
       saved: (file, n) => `Your document is saved (${pages(n)}): “${file}”.`,
       savedHow:
-        "To send it, go back to your service and touch “Browse” or “Choose file”: the document is in " +
-        "“Downloads”. It will be erased at the end of the session.",
+        "To send it, go back to your service and touch “Choose file” (or “Browse”): the document is in the " +
+        "folder that opens (“Downloads”). It will be erased at the end of the session.",
       page: (n) => `Page ${n}`,
       error: {
         none: "No scanner on this bus.",

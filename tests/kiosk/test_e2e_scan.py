@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +22,11 @@ import pytest
 
 from firmware_host.api import call_once
 from kiosk import policies
-from kiosk.browser import CdpPipe
-from kiosk.wipe import user_processes
+from kiosk.browser import Browser, CdpPipe, browser_env, build_command
+from kiosk.wipe import SessionUser, Wiper, make_home, user_processes
 from tests.conftest import free_port, wait_until
 
-from .conftest import visitor_traces
+from .conftest import TEST_USER, visitor_traces
 from .test_e2e_chromium import HEADLESS, system_policy_dir  # noqa: F401 (a fixture)
 from .test_session_unit import open_controller, session_units, systemd, why_not, write_config  # noqa: F401 (fixture)
 
@@ -335,3 +336,34 @@ async def test_in_a_session_unit_the_scan_stays_inside_it(
     await wait_until(lambda: session_units(manager) == [], message="the session unit gone")
     rows = await controller.store.run(lambda db: db.execute("SELECT scanned_pages FROM kiosk_sessions").fetchall())
     assert rows == [(1,)]
+
+
+async def test_the_file_picker_starts_in_the_downloads(
+    system_policy_dir: str,  # noqa: F811
+    sessions_root: Path,
+    visitor: Any,
+) -> None:
+    """A session's profile starts Chromium's "last selected folder" (where a form's file picker opens) in Downloads,
+    where the scanned documents are. Read back from Chromium's own preferences page (chrome://, which the session
+    policy blocks: no policy here)."""
+    policies.remove_policy(system_policy_dir)
+    user = SessionUser.lookup(TEST_USER)
+    home = make_home(str(sessions_root / "sessions"), "pickercheck", user)
+    argv = build_command(HEADLESS, url="about:blank", home=home, lang="fr", session_bar=False)
+    browser = Browser(argv, user=user, home=home, env=browser_env(user, home, "fr", [], None))
+    await browser.start()
+    try:
+        assert browser.cdp is not None
+        target = (await browser.cdp.send("Target.createTarget", {"url": "chrome://prefs-internals"}))["targetId"]
+        page = Tab(
+            browser.cdp,
+            (await browser.cdp.send("Target.attachToTarget", {"targetId": target, "flatten": True}))["sessionId"],
+        )
+        await page.wait("document.body && document.body.innerText.includes('last_directory')", "Chromium's preferences")
+        text = await page.eval("document.body.innerText")
+        found = re.search(r'"last_directory":\s*\{[^}]*?"value":\s*"([^"]*)"', text)
+        assert found is not None and found.group(1) == str(home / "Downloads"), text[:200]
+    finally:
+        await browser.kill()
+        result = await Wiper(user, str(sessions_root / "sessions")).wipe()
+        assert result.ok, result.problems
