@@ -1,6 +1,7 @@
 """Scanning end to end in Debian's Chromium with SANE's `test` backend: "Numériser un document" touched on the session
-bar, the scanning page scans, previews and saves one document of one page and one of two, a service's form uploads
-the PDF through its <input type=file>, and after the wipe nothing is left but the count of scanned pages.
+bar, the scanning page scans, previews and saves one document of one page and one of two, the bar says what the
+printer did with it, a service's form uploads the PDF through its <input type=file> (whose picker starts in the
+session's Downloads), and after the wipe nothing is left but the count of scanned pages; the same in a session unit.
 
 As in test_e2e_chromium's policy test, the managed policy is the generated one with DevTools allowed, so the test can
 touch the bar and set the file input through the DevTools pipe (what a visitor does with a finger and the picker).
