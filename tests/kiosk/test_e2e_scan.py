@@ -9,7 +9,6 @@ touch the bar and set the file input through the DevTools pipe (what a visitor d
 
 from __future__ import annotations
 
-import asyncio
 import http.server
 import json
 import re
@@ -96,16 +95,8 @@ class Tab:
             infos = (await cdp.send("Target.getTargets"))["targetInfos"]
             return next((t["targetId"] for t in infos if t["type"] == "page" and url_part in t["url"]), None)
 
-        found: list[str] = []
-
-        async def present() -> bool:
-            tid = await target()
-            if tid:
-                found.append(tid)
-            return bool(tid)
-
-        await _wait_async(present, f"a page at {url_part}")
-        attached = await cdp.send("Target.attachToTarget", {"targetId": found[-1], "flatten": True})
+        found = await wait_until(target, 30, message=f"a page at {url_part}")
+        attached = await cdp.send("Target.attachToTarget", {"targetId": found, "flatten": True})
         return cls(cdp, attached["sessionId"])
 
     async def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -116,10 +107,7 @@ class Tab:
         return result["result"].get("value")
 
     async def wait(self, expression: str, what: str, timeout: float = 30) -> None:
-        async def true() -> bool:
-            return bool(await self.eval(expression))
-
-        await _wait_async(true, what, timeout)
+        await wait_until(lambda: self.eval(expression), timeout, message=what)
 
     async def touch(self, node_id: int) -> None:
         """A finger on the middle of a node: trusted input, as on the touch screen."""
@@ -128,15 +116,6 @@ class Tab:
         for kind in ("mousePressed", "mouseReleased"):
             event = {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1}
             await self.send("Input.dispatchMouseEvent", event)
-
-
-async def _wait_async(check: Any, what: str, timeout: float = 30) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 def _classes(node: dict[str, Any]) -> list[str]:
@@ -217,7 +196,7 @@ async def test_scan_preview_save_and_upload_in_chromium(
     await wait_until(lambda: controller.kiosk.session.scanned_pages == 3, message="the pages counted")
 
     await scan.eval("document.getElementById('back').click()")  # "Revenir à ma démarche"
-    await _wait_async(lambda: _no_scan_page(cdp), "the scanning page closed")
+    await wait_until(lambda: _no_scan_page(cdp), 30, message="the scanning page closed")
     (await call_once(cfg.api.kiosk_socket, "session.open_scan", {}))  # the launcher's button opens it again
     await Tab.open(cdp, "/scan.html")
 
@@ -284,7 +263,7 @@ async def test_under_the_shipped_policy_the_launcher_opens_the_scanning_page(
         infos = (await cdp.send("Target.getTargets"))["targetInfos"]
         return {t["url"]: t["title"] for t in infos if t["type"] == "page"}
 
-    await _wait_async(lambda: _titled(titles, policies.scan_page_url()), "the scanning page loaded")
+    await wait_until(lambda: _titled(titles, policies.scan_page_url()), 30, message="the scanning page loaded")
     await call_once(cfg.api.kiosk_socket, "session.end", {}, timeout=60)
 
 

@@ -138,17 +138,11 @@ async def _printing_view(cfg: Any) -> dict[str, Any] | None:
 
 
 async def _wait_printing(cfg: Any, **wanted: Any) -> dict[str, Any]:
-    seen: list[Any] = []
+    async def matches() -> dict[str, Any] | None:
+        view = await _printing_view(cfg)
+        return view if view and all(view.get(k) == v for k, v in wanted.items()) else None
 
-    async def matches() -> bool:
-        seen.append(await _printing_view(cfg))
-        return bool(seen[-1]) and all(seen[-1].get(k) == v for k, v in wanted.items())
-
-    deadline = asyncio.get_running_loop().time() + 20
-    while not await matches():
-        assert asyncio.get_running_loop().time() < deadline, f"printing feedback {wanted}: last seen {seen[-1]}"
-        await asyncio.sleep(0.1)
-    return seen[-1]
+    return await wait_until(matches, 20, message=f"printing feedback {wanted}")
 
 
 async def test_feedback_goes_from_printing_to_printed(
