@@ -423,7 +423,36 @@ def check_kiosk(cfg: config_mod.Config) -> list[Check]:
             checks.append(
                 Check("session user", FAIL, f"{kiosk.session_user} does not exist", "sudo scripts/install-pi.sh")
             )
+    if kiosk.scanner:
+        checks.append(check_scanner(kiosk.scanner, kiosk.session_user))
     return checks
+
+
+def check_scanner(device: str, session_user: str) -> Check:
+    """The scanner of "Numériser un document": SANE installed, the visitor in group scanner, the device answering."""
+    from kiosk.scan import ScanSettings, probe
+
+    if shutil.which("scanimage") is None:
+        return Check("scanner", FAIL, "scanimage is not installed", "sudo apt-get install sane-utils sane-airscan")
+    members: list[str] = []
+    with contextlib.suppress(KeyError):
+        members = grp.getgrnam("scanner").gr_mem
+    if session_user and session_user not in members and not device.startswith(("test", "airscan:")):
+        return Check(
+            "scanner",
+            WARN,
+            f"{session_user} is not in group scanner: a USB scanner stays out of its reach",
+            f"sudo usermod -aG scanner {session_user} (or sudo scripts/install-pi.sh)",
+        )
+    answer = probe(ScanSettings(device))
+    if answer != "ready":
+        return Check(
+            "scanner",
+            WARN,
+            f'{device} does not answer ({answer}): visitors are told "Le scanner ne répond pas"',
+            "switch the scanner on and plug it in; `scanimage -L` lists what SANE sees ([kiosk] scanner)",
+        )
+    return Check("scanner", OK, f"{device} answers")
 
 
 # --- running them all -----------------------------------------------------------------------------------------

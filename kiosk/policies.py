@@ -50,6 +50,11 @@ def bar_extension_id(bar_dir: Path = BAR_DIR) -> str:
     return "".join(chr(ord("a") + int(c, 16)) for c in digest)
 
 
+def scan_page_url(bar_dir: Path = BAR_DIR) -> str:
+    """The scanning page, shipped with the session bar: it talks only to the bar's bridge."""
+    return f"chrome-extension://{bar_extension_id(bar_dir)}/scan.html"
+
+
 def allowlist(url: str, allow: list[str]) -> list[str]:
     """URLAllowlist entries: the service's own host plus its ``allow`` hosts; "*" means any web page."""
     entries: list[str] = []
@@ -111,6 +116,8 @@ def build_policy(
             "ExtensionDeveloperModeSettings": 1,
             "NativeMessagingAllowlist": [NATIVE_HOST_NAME],
         }
+        # The bar's own scanning page, and nothing else of chrome-extension:// (still blocked above).
+        policy["URLAllowlist"] = [*policy["URLAllowlist"], scan_page_url()]
     else:
         policy |= {"ExtensionInstallBlocklist": ["*"], "BlockExternalExtensions": True}
     if idle_timeout_min is not None:

@@ -1,4 +1,5 @@
-"""The bus's printer through CUPS: a small IPP client (Get-Jobs, Cancel-Job with purge) to count and purge jobs.
+"""The bus's printer through CUPS: a small IPP client (Get-Jobs, Cancel-Job with purge) to count and purge jobs,
+and what the visitor is told after "Imprimer" (printing, printed, or the printer's problem).
 
 IPP is a binary request/response carried over HTTP POST. cupsd speaks it on its Unix socket (/run/cups/cups.sock,
 where root is recognised by its peer credentials and may cancel anyone's job) or on TCP (host:port). We need only
@@ -30,6 +31,7 @@ JOB_STATES = {3: "pending", 4: "held", 5: "processing", 6: "stopped", 7: "cancel
 FINISHED_STATES = ("canceled", "aborted", "completed")
 PRINTER_STOPPED = 5
 
+PRINTER_ATTRIBUTES = ("printer-state", "printer-state-reasons", "printer-is-accepting-jobs")
 JOB_ATTRIBUTES = (
     "job-id",
     "job-state",
@@ -197,7 +199,7 @@ class Cups:
             [
                 (TAG_URI, "printer-uri", self.printer_uri(printer)),
                 (TAG_NAME, "requesting-user-name", self.user),
-                (TAG_KEYWORD, "requested-attributes", ["printer-state", "printer-is-accepting-jobs"]),
+                (TAG_KEYWORD, "requested-attributes", list(PRINTER_ATTRIBUTES)),
             ],
             f"printer {printer!r}: Get-Printer-Attributes",
         )
@@ -303,3 +305,99 @@ class SessionPrinting:
             remaining = await asyncio.to_thread(self.user_jobs)
         report.purged = report.jobs - len(remaining)
         return report
+
+
+# --- what the visitor is told after "Imprimer" -----------------------------------------------------------------
+
+# printer-state-reasons keywords (RFC 8011 5.4.12, without their -report/-warning/-error suffix) -> the problem the
+# visitor is told about in plain words (keys of the bar's and the launcher's texts).
+PROBLEMS = {
+    "media-empty": "paper",
+    "media-needed": "paper",
+    "media-jam": "jam",
+    "toner-empty": "ink",
+    "marker-supply-empty": "ink",
+    "door-open": "cover",
+    "cover-open": "cover",
+    "interlock-open": "cover",
+    "offline": "offline",
+    "connecting-to-device": "offline",
+    "timed-out": "offline",
+    "shutdown": "offline",
+    "paused": "stopped",
+}
+PRINTED_SHOWN_S = 60.0  # "Imprimé" stays on the bar this long after the last job ended
+WATCH_POLL_S = 1.0
+
+
+def printer_problem(attrs: dict[str, Any]) -> str | None:
+    """The printer's problem, worst first: a reason the printer gives, else a stopped or refusing queue."""
+    reasons = attrs.get("printer-state-reasons") or []
+    for reason in reasons if isinstance(reasons, list) else [reasons]:
+        key = str(reason)
+        for suffix in ("-report", "-warning", "-error"):
+            key = key.removesuffix(suffix)
+        if key in PROBLEMS:
+            return PROBLEMS[key]
+    if attrs.get("printer-state") == PRINTER_STOPPED or attrs.get("printer-is-accepting-jobs") is False:
+        return "stopped"
+    return None
+
+
+class PrintWatch:
+    """The session's print jobs as the visitor sees them, polled from CUPS while a session runs.
+
+    ``view()``: None (nothing printed yet, or long enough ago), or ``{"state", "pages", "problem"}`` with state
+    "printing" (pages: counted so far: CUPS knows a PDF's pages only as its filters pass them), "printed",
+    "problem" (the printer's problem holds a job back) or "failed" (a job was cancelled or aborted)."""
+
+    def __init__(self, printing: SessionPrinting, *, monotonic: Any = time.monotonic):
+        self.printing = printing
+        self.monotonic = monotonic
+        self._view: dict[str, Any] | None = None
+        self._ended_at: float | None = None
+        self._seen: frozenset[tuple[int, str]] = frozenset()
+
+    def update(self, jobs: list[Job], printer: dict[str, Any] | None) -> None:
+        """Take a new reading (``printer``: its attributes, asked only while a job is unfinished)."""
+        seen = frozenset((j.id, j.state) for j in jobs)
+        if not jobs:
+            self._view = None
+            return
+        pages = sum(j.pages for j in jobs)
+        unfinished = [j for j in jobs if not j.finished]
+        if unfinished:
+            self._ended_at = None
+            problem = printer_problem(printer or {})
+            pending = sum(j.pages for j in unfinished)
+            self._view = {"state": "problem" if problem else "printing", "pages": pending, "problem": problem}
+        else:
+            if seen != self._seen or self._ended_at is None:
+                self._ended_at = self.monotonic()
+            failed = (
+                max(jobs, key=lambda j: j.id).state != "completed"
+            )  # the last "Imprimer" is what the visitor awaits
+            self._view = {"state": "failed" if failed else "printed", "pages": pages, "problem": None}
+        self._seen = seen
+
+    def view(self) -> dict[str, Any] | None:
+        if self._ended_at is not None and self.monotonic() - self._ended_at > PRINTED_SHOWN_S:
+            return None
+        return self._view
+
+    async def poll(self) -> None:
+        """One reading from CUPS; a CUPS that does not answer shows nothing (the wipe reports it if it lasts)."""
+        try:
+            jobs = await asyncio.to_thread(self.printing.user_jobs)
+            printer = None
+            if any(not j.finished for j in jobs):
+                printer = await asyncio.to_thread(self.printing.cups.printer_state, self.printing.printer)
+        except PrintError:
+            self._view = None
+            return
+        self.update(jobs, printer)
+
+    async def run(self, poll_s: float = WATCH_POLL_S) -> None:
+        while True:
+            await self.poll()
+            await asyncio.sleep(poll_s)

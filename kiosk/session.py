@@ -31,7 +31,8 @@ from firmware_host.api import ApiError, Connection, SocketServer
 
 from . import policies, stats
 from .browser import Browser, UnitBrowser, browser_env, build_command, install_native_host
-from .printing import Cups, SessionPrinting
+from .printing import Cups, PrintWatch, SessionPrinting
+from .scan import MAX_PAGES, SCAN_ENV, ScanSettings
 from .wipe import KioskError, SessionUser, Wiper, WipeResult, filesystem_type, make_home
 
 if TYPE_CHECKING:
@@ -63,6 +64,10 @@ class Session:
     browser: Browser | UnitBrowser | None = None
     bar: SocketServer | None = None
     watcher: asyncio.Task | None = None
+    scanner: str = "none"  # none (no scanner, or no bar to scan from), unknown, ready, unreachable
+    scanned_pages: int = 0
+    print_watch: PrintWatch | None = None
+    print_task: asyncio.Task | None = None
 
 
 class KioskManager:
@@ -88,6 +93,8 @@ class KioskManager:
         self.user: SessionUser | None = None
         self.wiper: Wiper | None = None
         self.bar_host: Path | None = None
+        self.printing: SessionPrinting | None = None
+        self.scan_settings: ScanSettings | None = None
         self.sessions_today = 0
         self._today = ""
         self._lock = asyncio.Lock()
@@ -135,6 +142,9 @@ class KioskManager:
         printing = None
         if cfg.printer:
             printing = SessionPrinting(Cups(cfg.cups_server), cfg.printer, self.user.name, monotonic=self.monotonic)
+        self.printing = printing
+        if cfg.scanner:
+            self.scan_settings = ScanSettings(cfg.scanner, cfg.scan_resolution, cfg.scan_mode, tuple(cfg.scan_options))
         self.wiper = Wiper(self.user, cfg.sessions_dir, printing=printing, acts=cfg.launch == "direct")
         if cfg.session_bar:
             self.bar_host = policies.bar_host_path()
@@ -160,6 +170,8 @@ class KioskManager:
         r.add("session.end", self.cmd_end, bar, "end the session and wipe it (the visitor's choice)")
         r.add("session.status", self.cmd_session_status, bar, "the current session: service, time left")
         r.add("session.activity", self.cmd_activity, bar, "input seen: resets the idle timeout")
+        r.add("session.scan", self.cmd_scan, bar, "the bar's bridge: {scanner: ready|unreachable, pages: saved}")
+        r.add("session.open_scan", self.cmd_open_scan, kiosk, "show the scanning page in the session's browser")
         r.add("session.feedback", self.cmd_feedback, kiosk, "the optional satisfaction answer: good/neutral/bad")
         r.add("kiosk.open", self.cmd_open, control, "open the terminal to the public {stop?}")
         r.add("kiosk.close", self.cmd_close, control, "close the terminal (ends any session)")
@@ -278,6 +290,7 @@ class KioskManager:
                 "stop_label": intent.get("stop_label", ""),
                 "services": intent.get("services", []),
                 "pages": result.pages,
+                "scanned_pages": intent.get("scanned_pages", 0),
                 "ended_by": intent.get("ended_by") or "interrupted",
                 "clock_synced": self.controller.clock_synced(),
             }
@@ -376,6 +389,11 @@ class KioskManager:
                 raise ApiError(f"the browser could not start: {exc}") from None
             self.session = session
             self.phase = "session"
+            if self.scan_settings is not None and session.bar is not None:
+                session.scanner = "unknown"  # until the bar's bridge has tried it
+            if self.printing is not None:
+                session.print_watch = PrintWatch(self.printing, monotonic=self.monotonic)
+                session.print_task = asyncio.get_running_loop().create_task(session.print_watch.run())
             if session.date != self._today:
                 self._today = session.date
                 self.sessions_today = await self._store().run(lambda db: stats.count_day(db, session.date))
@@ -432,6 +450,8 @@ class KioskManager:
             session_bar=cfg.session_bar and bar_socket is not None,
         )
         env = browser_env(self.user, home, session.lang, cfg.browser_env, bar_socket)
+        if self.scan_settings is not None and bar_socket is not None:
+            env[SCAN_ENV] = self.scan_settings.to_env()  # the bar's bridge scans, as the visitor (kiosk/scan.py)
         if unit:
             native = self.bar_host if bar_socket is not None else None
             session.browser = UnitBrowser(cfg.launch_socket, argv, home=home, env=env, native_host=native)
@@ -490,10 +510,13 @@ class KioskManager:
                     "services": session.services,
                     "ended_by": reason,
                     "duration_s": duration,
+                    "scanned_pages": session.scanned_pages,
                 }
                 await self._store().run(lambda db: stats.write_meta(db, {"intent": intent_update}))
                 if session.bar is not None:
                     await session.bar.stop()
+                if session.print_task is not None:
+                    session.print_task.cancel()
                 sids: tuple[int, ...] = ()
                 if session.browser is not None:
                     sids = (session.browser.session_id,) if session.browser.session_id else ()
@@ -528,7 +551,8 @@ class KioskManager:
 
     @staticmethod
     def _public_row(row: dict[str, Any]) -> dict[str, Any]:
-        keys = ("date", "start_hour", "duration_s", "stop_key", "stop_label", "services", "pages", "ended_by")
+        keys = ("date", "start_hour", "duration_s", "stop_key", "stop_label", "services", "pages", "scanned_pages")
+        keys += ("ended_by",)
         return {k: row.get(k) for k in keys}
 
     # --- timers -----------------------------------------------------------------------------------------
@@ -596,6 +620,9 @@ class KioskManager:
             "idle_prompt": s.idle_prompt_since is not None,
             "idle_left_s": None if idle_left is None else round(idle_left),
             "ending": self._ending is not None,
+            "scanner": s.scanner,
+            "scanned_pages": s.scanned_pages,
+            "printing": s.print_watch.view() if s.print_watch is not None else None,
         }
 
     def status(self) -> dict[str, Any]:
@@ -669,6 +696,27 @@ class KioskManager:
             raise ApiError("no session is running")
         self.activity()
         return {"time_left_s": self.session_view()["time_left_s"]}  # type: ignore[index]
+
+    def cmd_scan(self, args: dict[str, Any], conn: Connection) -> dict[str, Any]:
+        s = self.session
+        if s is None or s.scanner == "none":
+            raise ApiError("no session with a scanner is running")
+        state, pages = args.get("scanner"), args.get("pages", 0)
+        if state not in ("ready", "unreachable"):
+            raise ApiError("scanner must be ready or unreachable")
+        if not isinstance(pages, int) or isinstance(pages, bool) or not 0 <= pages <= MAX_PAGES:
+            raise ApiError(f"pages must be the page count of the saved document (0 to {MAX_PAGES})")
+        if state != s.scanner:
+            self._emit("kiosk.scanner", state=state)
+        s.scanner, s.scanned_pages = state, s.scanned_pages + pages
+        return {"scanned_pages": s.scanned_pages}
+
+    async def cmd_open_scan(self, args: dict[str, Any], conn: Connection) -> dict[str, Any]:
+        s = self.session
+        if s is None or s.browser is None or s.browser.cdp is None or s.scanner == "none":
+            raise ApiError("no session with a scanner is running")
+        await s.browser.cdp.send("Target.createTarget", {"url": policies.scan_page_url()})
+        return {"opened": True}
 
     async def cmd_feedback(self, args: dict[str, Any], conn: Connection) -> dict[str, Any]:
         rating = args.get("rating")

@@ -199,6 +199,21 @@ def _check_thematiques(values: list[str]) -> str | None:
     return None
 
 
+def _check_scanner(value: str) -> str | None:
+    if value.startswith("-") or any(c.isspace() and c != " " for c in value):
+        return f"must be a SANE device name as `scanimage -L` lists it (e.g. 'airscan:e0:Canon', 'test'), got {value!r}"
+    return None
+
+
+def _check_scan_options(values: list[str]) -> str | None:
+    for item in values:
+        if not item.startswith("--") or "=" not in item:
+            return f"items must be scanimage options written --name=value (e.g. '--source=Flatbed'), got {item!r}"
+        if item.split("=", 1)[0] in ("--device-name", "--format", "--output-file", "--batch", "--mode", "--resolution"):
+            return f"{item!r}: set by allervers itself (scanner, scan_mode, scan_resolution)"
+    return None
+
+
 def _check_section(values: dict[str, Any]) -> tuple[str, str] | None:
     if values["launch"] == "unit" and values["session_user"] == "":
         return "session_user", 'must name the user of allervers-session@.service (User=) with launch = "unit"'
@@ -246,6 +261,10 @@ def kiosk_schema() -> Any:
             "printer": Key(str, "", pattern=r"[A-Za-z0-9_.-]{0,127}"),
             "cups_server": Key(str, "/run/cups/cups.sock"),
             "print_wait_s": Key(float, 60.0, min=0, max=600),
+            "scanner": Key(str, "", check=_check_scanner),
+            "scan_resolution": Key(int, 150, min=75, max=600),
+            "scan_mode": Key(str, "Color", choices=("Color", "Gray")),
+            "scan_options": Key("list[str]", [], check=_check_scan_options),
             "low_battery_soc": Key(float, 25.0, min=0, max=100),
             "satisfaction": Key(bool, True),
             "structure_siret": Key(str, "", pattern=r"(\d{14})?"),

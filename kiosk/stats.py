@@ -1,8 +1,8 @@
 """Anonymous session statistics (what funders ask for), the kiosk's durable flags, and `allervers report`.
 
-One row per finished session: stop, date, start hour, duration, services opened, pages printed, how it ended,
-satisfaction if given. No address visited, nothing typed, no identifier: rows are ordered by their sequence number,
-never by time (the clock may be wrong until NTP syncs, which each row records).
+One row per finished session: stop, date, start hour, duration, services opened, pages printed, pages scanned, how
+it ended, satisfaction if given. No address visited, nothing typed, no identifier: rows are ordered by their sequence
+number, never by time (the clock may be wrong until NTP syncs, which each row records).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS kiosk_sessions (
     stop_label TEXT NOT NULL DEFAULT '',
     services TEXT NOT NULL,                 -- JSON list of service ids opened
     pages INTEGER NOT NULL DEFAULT 0,
+    scanned_pages INTEGER NOT NULL DEFAULT 0,  -- pages of the documents the visitor scanned and saved
     ended_by TEXT NOT NULL,
     satisfaction TEXT,                      -- good / neutral / bad, or NULL
     clock_synced INTEGER NOT NULL
@@ -58,6 +59,9 @@ CREATE TABLE IF NOT EXISTS kiosk_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL
 
 def create_tables(db: sqlite_utils.Database) -> None:
     db.conn.executescript(SCHEMA)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(kiosk_sessions)").fetchall()}
+    if "scanned_pages" not in columns:  # a store from before scanning
+        db.conn.execute("ALTER TABLE kiosk_sessions ADD COLUMN scanned_pages INTEGER NOT NULL DEFAULT 0")
 
 
 def read_meta(db: sqlite_utils.Database) -> dict[str, Any]:
@@ -89,7 +93,7 @@ def record_session(db: sqlite_utils.Database, row: dict[str, Any], *, clear_inte
     try:
         cur = conn.execute(
             "INSERT INTO kiosk_sessions (date, start_hour, duration_s, stop_key, stop_label, services, pages,"
-            " ended_by, satisfaction, clock_synced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+            " scanned_pages, ended_by, satisfaction, clock_synced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
             (
                 row["date"],
                 row["start_hour"],
@@ -98,6 +102,7 @@ def record_session(db: sqlite_utils.Database, row: dict[str, Any], *, clear_inte
                 row.get("stop_label") or "",
                 json.dumps(row["services"]),
                 row["pages"],
+                row.get("scanned_pages", 0),
                 row["ended_by"],
                 int(bool(row["clock_synced"])),
             ),
@@ -169,6 +174,7 @@ def aggregate(rows: list[dict[str, Any]], by: str | None) -> list[dict[str, Any]
             "mean_minutes": round(sum(durations) / len(durations) / 60, 1) if durations else 0.0,
             "pages": sum(r["pages"] for r in items),
             **{f"satisfaction_{s}": sum(1 for r in items if r["satisfaction"] == s) for s in SATISFACTION},
+            "scanned_pages": sum(r.get("scanned_pages", 0) for r in items),
             "ended_by": ", ".join(f"{k} {v}" for k, v in sorted(ended.items())),
             "clock_unsynced": sum(1 for r in items if not r["clock_synced"]),
         }

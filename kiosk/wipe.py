@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import pwd
@@ -291,8 +292,13 @@ def make_home(sessions_dir: str, session_id: str, user: SessionUser) -> Path:
     home.mkdir(mode=0o700)
     for sub in HOME_SUBDIRS:
         (home / sub).mkdir(mode=0o700)
+    # Chromium's file picker opens in its last folder, $HOME by default: start it in Downloads, where the session's
+    # downloads and scanned documents are (a form's "Choisir un fichier" then shows them at once).
+    preferences = home / "profile" / "Default" / "Preferences"
+    preferences.parent.mkdir(mode=0o700)
+    preferences.write_text(json.dumps({"selectfile": {"last_directory": str(home / "Downloads")}}))
     if not user.is_self:
-        for path in [home, *(home / sub for sub in HOME_SUBDIRS)]:
+        for path in [home, *(home / sub for sub in HOME_SUBDIRS), preferences.parent, preferences]:
             os.chown(path, user.uid, user.gid)
     return home
 

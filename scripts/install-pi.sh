@@ -50,6 +50,7 @@ APT_PACKAGES=(
   python3 python3-venv python3-dev     # the venv; -dev for wheels built on the Pi
   chromium cage foot fonts-dejavu-core # the public screen: browser, Wayland kiosk compositor, launcher terminal
   cups cups-client cups-bsd            # printing for visitors
+  sane-utils sane-airscan              # scanning for visitors: scanimage; network MFPs (eSCL/WSD) without a driver
   fake-hwclock systemd-timesyncd       # no RTC: restore the last known time at boot, NTP once the link is up
   ca-certificates                      # MQTT over TLS to the association's broker
 )
@@ -78,12 +79,13 @@ fi
 ensure_group gpio             # Raspberry Pi OS has it (udev gives it /dev/gpiochip*); plain Debian does not
 for g in video render input; do ensure_group "$g"; done
 ensure_group allervers-display  # cage's Wayland socket: the launcher and the visitor's browser draw on it
+ensure_group scanner            # libsane1's udev rules give it the USB scanners: the visitor's scans go through it
 # CUPS's SystemGroup (the cups package makes it): the controller purges visitors' print jobs as a member
 # (allervers.service.d/kiosk.conf, SupplementaryGroups=), and a unit naming a missing group would not start.
 [ "$KIOSK" -eq 0 ] || ensure_group lpadmin
 ensure_user allervers         /var/lib/allervers      "allervers controller"     dialout,gpio
 ensure_user allervers-kiosk   /run/allervers-kiosk    "allervers public screen"  video,render,input,allervers-display
-ensure_user allervers-visitor "$SESSIONS_DIR"         "allervers visitor session" allervers-display
+ensure_user allervers-visitor "$SESSIONS_DIR"         "allervers visitor session" allervers-display,scanner
 ensure_user allervers-console /nonexistent            "allervers driver console" allervers
 
 # --- 3. directories ---------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ UNITS = [
 USERS = {
     "allervers": {"dialout", "gpio"},
     "allervers-kiosk": {"video", "render", "input", "allervers-display"},
-    "allervers-visitor": {"allervers-display"},
+    "allervers-visitor": {"allervers-display", "scanner"},
     "allervers-console": {"allervers"},
 }
 

@@ -20,6 +20,18 @@
       idleLeft: (s) => `Sans réponse, tout sera effacé dans ${s} secondes.`,
       stay: "Oui, je continue",
       ending: "Effacement en cours…",
+      scan: { ready: "Numériser un document", none: "Pas de scanner dans ce bus", unreachable: "Le scanner ne répond pas" },
+      printing: (n) => (n ? `Impression en cours… ${n} page${n > 1 ? "s" : ""}` : "Impression en cours…"),
+      printed: (n) => (n ? `Imprimé : ${n} page${n > 1 ? "s" : ""}` : "Imprimé"),
+      failed: "L'impression n'a pas abouti. Demandez au médiateur.",
+      problem: {
+        paper: "L'imprimante n'a plus de papier. Demandez au médiateur.",
+        jam: "Du papier est coincé dans l'imprimante. Demandez au médiateur.",
+        ink: "L'imprimante n'a plus d'encre. Demandez au médiateur.",
+        cover: "Un capot de l'imprimante est ouvert. Demandez au médiateur.",
+        offline: "L'imprimante est éteinte ou débranchée. Demandez au médiateur.",
+        stopped: "L'imprimante est arrêtée. Demandez au médiateur.",
+      },
     },
     en: {
       left: (m) => (m <= 1 ? "Less than a minute" : `Time left: ${m} min`),
@@ -33,6 +45,18 @@
       idleLeft: (s) => `Without an answer, everything will be erased in ${s} seconds.`,
       stay: "Yes, I am here",
       ending: "Erasing…",
+      scan: { ready: "Scan a document", none: "No scanner on this bus", unreachable: "The scanner does not answer" },
+      printing: (n) => (n ? `Printing… ${n} page${n > 1 ? "s" : ""}` : "Printing…"),
+      printed: (n) => (n ? `Printed: ${n} page${n > 1 ? "s" : ""}` : "Printed"),
+      failed: "Printing did not work. Ask the mediator.",
+      problem: {
+        paper: "The printer is out of paper. Ask the mediator.",
+        jam: "Paper is jammed in the printer. Ask the mediator.",
+        ink: "The printer is out of ink. Ask the mediator.",
+        cover: "A cover of the printer is open. Ask the mediator.",
+        offline: "The printer is off or unplugged. Ask the mediator.",
+        stopped: "The printer is stopped. Ask the mediator.",
+      },
     },
   };
   const CSS = `
@@ -45,6 +69,8 @@
     button { font: bold 22px system-ui, sans-serif; padding: 12px 20px; min-height: 56px; border-radius: 8px;
       border: 3px solid #fff; background: #ffd400; color: #000; cursor: pointer; }
     button.secondary { background: #fff; }
+    button:disabled { background: #555; color: #fff; border-color: #999; cursor: default; }
+    .print { flex: 2 1 auto; } .print.problem, .print.failed { color: #ffd400; }
     button:focus-visible { outline: 4px solid #00a2ff; outline-offset: 2px; }
     .overlay { position: fixed; inset: 0; z-index: 2147483647; background: rgba(0,0,0,.85); display: flex;
       align-items: center; justify-content: center; }
@@ -58,6 +84,7 @@
   root.innerHTML = `<style>${CSS}</style>
     <div class="bar" role="region" aria-label="Session">
       <span class="service"></span><span class="left" aria-live="polite"></span><span class="msg"></span>
+      <span class="print" aria-live="polite"></span><button class="scan secondary"></button>
       <button class="end"></button>
     </div>
     <div class="overlay confirm" hidden role="dialog" aria-modal="true"><div class="box">
@@ -87,6 +114,7 @@
     $(".left").textContent = status.ending ? t.ending : t.left(left);
     $(".msg").textContent = state === "warn5" ? t.warn5 : state === "warn1" ? t.warn1 : "";
     $(".end").textContent = t.end;
+    renderDevices(t);
     $(".confirm-text").textContent = t.confirm;
     $(".yes").textContent = t.yes;
     $(".no").textContent = t.no;
@@ -94,6 +122,27 @@
     $(".idle-left").textContent = t.idleLeft(status.idle_left_s ?? 60);
     $(".stay").textContent = t.stay;
     $(".idle").hidden = !(status.active && status.idle_prompt);
+  }
+
+  // Printing feedback (from CUPS through the controller) and the scanner's button.
+  function renderDevices(t) {
+    const printing = status.printing;
+    const print = $(".print");
+    print.textContent = !printing
+      ? ""
+      : printing.state === "problem"
+        ? t.problem[printing.problem] || t.failed
+        : printing.state === "failed"
+          ? t.failed
+          : t[printing.state](printing.pages);
+    print.className = `print ${printing ? printing.state : ""}`;
+    host.dataset.print = printing ? `${printing.state}:${printing.pages}:${printing.problem || ""}` : "";
+    const scanner = status.scanner || "none";
+    host.dataset.scanner = scanner;
+    const scan = $(".scan");
+    scan.textContent = t.scan[scanner] || t.scan.ready;
+    scan.disabled = scanner === "none";
+    scan.hidden = location.protocol === "chrome-extension:"; // on the scan page itself
   }
 
   function activity() {
@@ -108,6 +157,7 @@
     $(".confirm").hidden = false;
     $(".no").focus();
   });
+  $(".scan").addEventListener("click", () => port.postMessage({ cmd: "open-scan" }));
   $(".no").addEventListener("click", () => {
     $(".confirm").hidden = true;
   });

@@ -4,22 +4,35 @@
 Chromium starts this program as the session user when the bar connects (stdin/stdout carry messages framed by a
 4-byte native-endian length). It relays the session's status to the bar once a second when it changes, and the
 bar's requests (end, activity) to the controller. The socket path comes from ALLERVERS_BAR_SOCKET, which the
-controller puts in the browser's environment; the socket accepts only session.status, session.end and
-session.activity. Standard library only: it runs under the system Python, outside the controller's venv.
+controller puts in the browser's environment; the socket accepts only session.status, session.end,
+session.activity and session.scan. It also scans for the scan page (kiosk/scan.py): as a process of the visitor
+inside the session, the pages are the visitor's and the PDF lands in the session's Downloads; the controller is
+only told whether the scanner answers and how many pages were saved. Standard library only: it runs under the
+system Python, outside the controller's venv.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import os
 import socket
 import struct
 import sys
 import threading
+from pathlib import Path
 from typing import Any
+
+if not __package__:  # run as a file from a source tree (not the installed allervers-kiosk-bar): find kiosk/
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from kiosk.scan import SCAN_ENV, ScanJob, ScanSettings, probe
 
 POLL_S = 1.0
 COMMANDS = {"end": "session.end", "activity": "session.activity"}
+SCAN_ACTIONS = ("state", "page", "restart", "save")
+IMAGE_CHUNK = 512 * 1024  # base64 characters per message: Chromium takes at most 1 MB from a native host
 
 
 class Bridge:
@@ -33,6 +46,12 @@ class Bridge:
         self._file: Any = None
         self._next_id = 0
         self.done = threading.Event()
+        self.scan = ScanJob(
+            ScanSettings.from_env(os.environ.get(SCAN_ENV)),
+            str(Path(os.environ.get("HOME", ".")) / "Downloads"),
+            notify=self._scan_changed,
+            pages_saved=lambda n: self._report_scanner("ready", n),
+        )
 
     # --- browser side ---
 
@@ -94,6 +113,9 @@ class Bridge:
             if message is None:
                 self.done.set()
                 return
+            if message.get("cmd") == "scan":
+                self.scan_request(message)
+                continue
             cmd = COMMANDS.get(str(message.get("cmd")))
             if cmd is None:
                 continue
@@ -101,6 +123,40 @@ class Bridge:
                 self.call(cmd, {})
             except (OSError, RuntimeError, ValueError) as exc:
                 self.send({"type": "error", "error": str(exc)})
+
+    # --- scanning ---
+
+    def scan_request(self, message: dict[str, Any]) -> None:
+        """A request of the scan page: an action on the document (in a thread: a page takes seconds) or an image."""
+        action = message.get("action")
+        if action == "image":
+            page = message.get("page")
+            image = self.scan.page_image(page) if isinstance(page, int) else None
+            if image is not None:
+                self.send_image(page, image)
+        elif action in SCAN_ACTIONS:
+            threading.Thread(target=self.scan.handle, args=(action,), daemon=True).start()
+
+    def send_image(self, page: int, jpeg: bytes) -> None:
+        data = base64.b64encode(jpeg).decode()
+        parts = max(1, -(-len(data) // IMAGE_CHUNK))
+        for part in range(parts):
+            chunk = data[part * IMAGE_CHUNK : (part + 1) * IMAGE_CHUNK]
+            self.send({"type": "scan-image", "page": page, "part": part, "parts": parts, "data": chunk})
+
+    def _scan_changed(self, message: dict[str, Any]) -> None:
+        self.send(message)
+        if message["state"] in ("ready", "error") and message["reason"] in ("unreachable", None):
+            self._report_scanner("unreachable" if message["reason"] else "ready")
+
+    def _report_scanner(self, state: str, pages: int = 0) -> None:
+        with contextlib.suppress(OSError, RuntimeError, ValueError):  # the session is ending: nothing to count
+            self.call("session.scan", {"scanner": state, "pages": pages})
+
+    def check_scanner(self) -> None:
+        """Tell the controller at once whether the scanner answers, so the bar's button says so before a tap."""
+        if self.scan.settings is not None:
+            self._report_scanner("ready" if probe(self.scan.settings) == "ready" else "unreachable")
 
     def relay_status(self) -> None:
         """Controller -> bar: the session's status when it changes (the time left changes every minute or so)."""
@@ -123,6 +179,7 @@ def main() -> int:
         return 2
     bridge = Bridge(path, sys.stdin.buffer, sys.stdout.buffer)
     threading.Thread(target=bridge.relay_requests, daemon=True).start()
+    threading.Thread(target=bridge.check_scanner, daemon=True).start()
     bridge.relay_status()
     return 0
 

@@ -26,6 +26,7 @@ from .messages import (
     EndConfirmed,
     FeedbackGiven,
     LanguageToggled,
+    ScanRequested,
     ServiceChosen,
     StartTouched,
     StillHere,
@@ -265,6 +266,10 @@ class KioskApp(App[None]):
             return
         self.mode = "session-starting"
         await self.refresh_status()
+
+    @on(ScanRequested)
+    async def _scan(self) -> None:
+        await self._call_quietly("session.open_scan")
 
     @on(StillHere)
     async def _still_here(self) -> None:

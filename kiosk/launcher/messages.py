@@ -34,6 +34,11 @@ class EndConfirmed(Message):
 
 
 @dataclass
+class ScanRequested(Message):
+    """ "Numériser un document": the scanning page, in the session's browser."""
+
+
+@dataclass
 class StillHere(Message):
     """The answer to "Êtes-vous toujours là ?"."""
 

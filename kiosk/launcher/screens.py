@@ -17,6 +17,7 @@ from .messages import (
     EndConfirmed,
     FeedbackGiven,
     LanguageToggled,
+    ScanRequested,
     ServiceChosen,
     StartTouched,
     StillHere,
@@ -164,6 +165,8 @@ class SessionScreen(KioskScreen):
         yield Title("", id="session-service")
         yield Title("", id="time-left")
         yield Notice("", id="warning")
+        yield Notice("", id="printing")
+        yield BigButton(self.t("scan.ready"), id="scan", classes="secondary")
         yield BigButton(self.t("session.end"), id="end", variant="error")
 
     def on_mount(self) -> None:
@@ -184,6 +187,35 @@ class SessionScreen(KioskScreen):
         notice.update(self.t(f"session.{'warn5' if warning == '5min' else 'warn1'}") if warning else "")
         notice.set_class(bool(warning), "-warning")
         notice.set_class(warning == "1min", "-urgent")
+        self._show_devices(session)
+
+    def _show_devices(self, session: dict[str, Any]) -> None:
+        """What the printer did after "Imprimer", and the scanner's button (or why there is none)."""
+        printing = session.get("printing")
+        text = ""
+        problem = f"print.problem.{printing.get('problem')}" if printing else ""
+        if printing and printing.get("state") == "problem" and problem in TEXTS:
+            text = f"{self.t(problem)} {self.t('print.ask')}"
+        elif printing and printing.get("state") in ("printing", "printed"):
+            pages = int(printing.get("pages") or 0)
+            if pages:
+                text = self.t(f"print.{printing['state']}.pages", pages=f"{pages} page{'s' if pages > 1 else ''}")
+            else:
+                text = self.t(f"print.{printing['state']}")
+        elif printing:
+            text = self.t("print.failed")
+        notice = self.query_one("#printing", Notice)
+        notice.update(text)
+        notice.display = bool(text)
+        notice.set_class(bool(printing) and printing.get("state") in ("problem", "failed"), "-warning")
+        scanner = session.get("scanner") or "none"
+        scan = self.query_one("#scan", BigButton)
+        scan.label = self.t(f"scan.{scanner if scanner in ('none', 'unreachable') else 'ready'}")
+        scan.disabled = scanner == "none"
+
+    @on(Button.Pressed, "#scan")
+    def _scan(self) -> None:
+        self.post_message(ScanRequested())
 
     @on(Button.Pressed, "#end")
     def _end(self) -> None:

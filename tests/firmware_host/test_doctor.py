@@ -211,6 +211,20 @@ def test_visitor_sessions_must_be_in_ram(tmp_path: Path) -> None:
     assert [c.status for c in doctor.check_kiosk(cfg)] == [INFO]
 
 
+def test_the_scanner_is_checked_with_sane(tmp_path: Path) -> None:
+    """SANE's test backend answers; a device that is not there is named with what to do."""
+    ready = doctor.check_scanner("test", "")
+    assert (ready.status, ready.detail) == (OK, "test answers")
+    silent = doctor.check_scanner("test:7", "")
+    assert silent.status == WARN and "test:7 does not answer (unreachable)" in silent.detail
+    assert "scanimage -L" in silent.fix
+    outside = doctor.check_scanner("epson2:libusb:001:004", "root")  # root is in no scanner group here
+    assert outside.status == WARN and "usermod -aG scanner root" in outside.fix
+    section = '[kiosk]\nsession_user = ""\nsessions_dir = "/dev/shm"\nscanner = "test"\n'
+    cfg = config_mod.load(write_config(tmp_path, section))
+    assert [c.name for c in doctor.check_kiosk(cfg)][-1] == "scanner"
+
+
 def test_unit_sessions_need_the_session_socket(tmp_path: Path) -> None:
     import socket
 

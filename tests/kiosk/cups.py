@@ -1,5 +1,6 @@
 """A real cupsd for the tests: its own config, spool and loopback port, a "bus" printer writing to /dev/null
-through the generic PostScript driver (its filters count the pages) and a "slow" one whose backend never ends."""
+through the generic PostScript driver (its filters count the pages), a "slow" one whose backend never ends, and a
+"nopaper" one whose backend reports an empty paper tray, as a real backend does (``STATE: +media-empty-error``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,14 @@ SLOW_BACKEND = """#!/bin/sh
 # A printer that takes forever: the job stays "processing" (a jam, a printer out of paper).
 if [ $# -eq 0 ]; then echo 'direct slow "Unknown" "Slow test printer"'; exit 0; fi
 echo $$ >> {pids}
+exec sleep 600
+"""
+
+FAULT_BACKEND = """#!/bin/sh
+# A printer with a problem, named by the device URI (fault://media-empty-error): reported the way CUPS backends do.
+if [ $# -eq 0 ]; then echo 'direct fault "Unknown" "Faulty test printer"'; exit 0; fi
+echo $$ >> {pids}
+echo "STATE: +${{DEVICE_URI#fault://}}" >&2
 exec sleep 600
 """
 
@@ -42,9 +51,10 @@ class CupsServer:
                 (root / "serverbin" / entry.name).symlink_to(entry)
         for backend in Path("/usr/lib/cups/backend").iterdir():
             (root / "serverbin/backend" / backend.name).symlink_to(backend)
-        slow = root / "serverbin/backend/slow"
-        slow.write_text(SLOW_BACKEND.format(pids=root / "spool/tmp/slow.pids"))
-        os.chmod(slow, 0o755)
+        for name, script in (("slow", SLOW_BACKEND), ("fault", FAULT_BACKEND)):
+            backend = root / "serverbin/backend" / name
+            backend.write_text(script.format(pids=root / "spool/tmp/slow.pids"))
+            os.chmod(backend, 0o755)
         (root / "cupsd.conf").write_text(
             f"""Listen 127.0.0.1:{self.port}
 Listen {self.socket}
@@ -95,6 +105,7 @@ Group lp
             time.sleep(0.05)
         self.add_printer("bus", "file:///dev/null")
         self.add_printer("slow", "slow://jam")
+        self.add_printer("nopaper", "fault://media-empty-error")
         return self
 
     def lpstat(self, *args: str) -> subprocess.CompletedProcess:
@@ -112,10 +123,10 @@ Group lp
                 raise RuntimeError(f"lpadmin {name}: {out.stderr.strip() or out.stdout.strip()}")
             time.sleep(0.2)
 
-    def submit(self, printer: str, path: str, uid: int, gid: int) -> int:
+    def submit(self, printer: str, path: str, uid: int, gid: int, *options: str) -> int:
         """Print ``path`` as the session user, as Chromium's print dialog would; returns the job id."""
         out = subprocess.run(
-            ["lp", "-h", self.server, "-d", printer, path],
+            ["lp", "-h", self.server, "-d", printer, *options, path],
             user=uid,
             group=gid,
             extra_groups=[],

@@ -30,6 +30,20 @@ async def read_frame(stream: asyncio.StreamReader) -> dict[str, Any]:
     return json.loads(await asyncio.wait_for(stream.readexactly(length), 10))
 
 
+async def start_bridge(home: Path, visitor: Any, **env: str) -> asyncio.subprocess.Process:
+    """The bridge as Chromium starts it: the session user, the extension's origin, the browser's environment."""
+    return await asyncio.create_subprocess_exec(
+        str(policies.bar_host_path()),
+        f"chrome-extension://{policies.bar_extension_id()}/",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        user=visitor.pw_uid,
+        group=visitor.pw_gid,
+        extra_groups=[],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(home), "ALLERVERS_BAR_SOCKET": str(home / "bar.sock"), **env},
+    )
+
+
 async def test_bridge_relays_status_activity_and_the_end(run_controller: Any, kiosk_config: Any, visitor: Any) -> None:
     cfg = kiosk_config(session_bar=True)
     controller = await run_controller(cfg)
@@ -49,16 +63,7 @@ async def test_bridge_relays_status_activity_and_the_end(run_controller: Any, ki
     with pytest.raises(ClientError, match="not allowed on the bar socket"):
         await call_once(str(socket_path), "kiosk.status", {})
 
-    bridge = await asyncio.create_subprocess_exec(
-        manifest["path"],
-        f"chrome-extension://{policies.bar_extension_id()}/",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        user=visitor.pw_uid,
-        group=visitor.pw_gid,
-        extra_groups=[],
-        env={"PATH": "/usr/bin:/bin", "HOME": str(home), "ALLERVERS_BAR_SOCKET": str(socket_path)},
-    )
+    bridge = await start_bridge(home, visitor)
     assert bridge.stdin and bridge.stdout
     try:
         status = await read_frame(bridge.stdout)

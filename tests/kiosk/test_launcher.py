@@ -108,6 +108,9 @@ class ScriptedKiosk:
                 "idle_prompt": False,
                 "idle_left_s": None,
                 "ending": False,
+                "scanner": "ready",
+                "scanned_pages": 0,
+                "printing": None,
             }
             return {"session": "0123456789abcdef", "home": "/run/allervers/kiosk/0123456789abcdef"}
         if cmd == "session.end":
@@ -115,6 +118,8 @@ class ScriptedKiosk:
         if cmd == "session.activity":
             self.status["session"]["idle_prompt"] = False
             return {"time_left_s": self.status["session"]["time_left_s"]}
+        if cmd == "session.open_scan":
+            return {"opened": True}
         if cmd == "session.feedback":
             self.status["satisfaction"] = False
             return {"recorded": args["rating"]}
@@ -220,6 +225,29 @@ async def test_warnings_at_5_and_1_minute() -> None:
         kiosk.status["session"].update(time_left_s=50, warning="1min")
         await wait_until(lambda: "Il reste 1 minute. Tout sera effacé ensuite." in texts(app))
         assert "Moins d'une minute" in texts(app) and app.screen.query_one("#warning").has_class("-urgent")
+
+
+async def test_scanning_and_printing_on_the_session_screen() -> None:
+    kiosk = ScriptedKiosk()
+    app = launcher(kiosk)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await kiosk.call("session.start", {"service": "caf"})
+        await on_screen(app, SessionScreen)
+        await wait_until(lambda: "Numériser un document" in texts(app))
+        await tap(pilot, "#scan")
+        await wait_until(lambda: "session.open_scan" in kiosk.commands(), message="the scanning page asked for")
+        kiosk.status["session"].update(printing={"state": "printing", "pages": 2, "problem": None})
+        await wait_until(lambda: "Impression en cours… 2 pages" in texts(app))
+        kiosk.status["session"].update(printing={"state": "printed", "pages": 3, "problem": None})
+        await wait_until(lambda: "Imprimé : 3 pages" in texts(app))
+        kiosk.status["session"].update(printing={"state": "problem", "pages": 0, "problem": "paper"})
+        await wait_until(lambda: "L'imprimante n'a plus de papier. Demandez au médiateur." in texts(app))
+        assert app.screen.query_one("#printing").has_class("-warning")
+        kiosk.status["session"].update(scanner="unreachable")
+        await wait_until(lambda: "Le scanner ne répond pas" in texts(app))
+        kiosk.status["session"].update(scanner="none", printing=None)
+        await wait_until(lambda: "Pas de scanner dans ce bus" in texts(app))
+        assert app.screen.query_one("#scan").disabled and "Imprim" not in texts(app)
 
 
 async def test_ending_asks_first_no_is_the_default_then_wipe_done_faces_and_back_to_welcome() -> None:

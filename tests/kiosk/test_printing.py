@@ -1,4 +1,5 @@
-"""Printing through a real cupsd: pages counted for the statistics, every job of the session purged at the end."""
+"""Printing through a real cupsd: pages counted for the statistics, every job of the session purged at the end, and
+what the visitor is told after "Imprimer" (printing, printed, or the printer's problem)."""
 
 from __future__ import annotations
 
@@ -12,18 +13,21 @@ import pytest
 
 from firmware_host.api import call_once
 from kiosk.printing import (
+    PRINTED_SHOWN_S,
     TAG_BOOLEAN,
     TAG_ENUM,
     TAG_KEYWORD,
     Cups,
+    Job,
     PrintError,
+    PrintWatch,
     SessionPrinting,
     decode_response,
     encode_request,
 )
 from tests.conftest import wait_until
 
-from .conftest import TEST_USER
+from .conftest import TEST_USER, FakeClock
 from .cups import CupsServer, pdf
 
 
@@ -126,3 +130,91 @@ async def test_cups_unreachable_fails_the_verification(
     assert status["closed_reason"] == "wipe_failed"  # the spool could not be checked at start-up
     alarm = {a["id"]: a for a in controller.alarms.as_list()}["kiosk.wipe_failed"]
     assert "print jobs not purged: CUPS at" in alarm["message"] and "no-cupsd.sock" in alarm["message"]
+
+
+async def _printing_view(cfg: Any) -> dict[str, Any] | None:
+    status = await call_once(cfg.api.kiosk_socket, "kiosk.status", {})
+    return status["session"]["printing"]
+
+
+async def _wait_printing(cfg: Any, **wanted: Any) -> dict[str, Any]:
+    async def matches() -> dict[str, Any] | None:
+        view = await _printing_view(cfg)
+        return view if view and all(view.get(k) == v for k, v in wanted.items()) else None
+
+    return await wait_until(matches, 20, message=f"printing feedback {wanted}")
+
+
+async def test_feedback_goes_from_printing_to_printed(
+    run_controller: Any, kiosk_config: Any, cupsd: CupsServer, visitor: Any, document: str
+) -> None:
+    cfg = kiosk_config(printer="bus", cups_server=cupsd.server)
+    controller = await run_controller(cfg)
+    await wait_until(lambda: controller.kiosk.phase == "idle")
+    await call_once(cfg.api.control_socket, "kiosk.open", {})
+    await call_once(cfg.api.kiosk_socket, "session.start", {"service": "caf"})
+    assert await _printing_view(cfg) is None  # nothing printed: nothing said
+    # Held, so that "en cours" is seen for sure before the job runs through the filters.
+    job = cupsd.submit("bus", document, visitor.pw_uid, visitor.pw_gid, "-H", "hold")
+    assert await _wait_printing(cfg, state="printing") == {"state": "printing", "pages": 0, "problem": None}
+    subprocess.run(["lp", "-h", cupsd.server, "-i", str(job), "-H", "resume"], check=True, capture_output=True)
+    assert await _wait_printing(cfg, state="printed") == {"state": "printed", "pages": 3, "problem": None}
+    await call_once(cfg.api.kiosk_socket, "session.end", {}, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("printer", "stop", "problem"),
+    [("bus", ["cupsdisable"], "stopped"), ("bus", ["cupsreject"], "stopped"), ("nopaper", [], "paper")],
+)
+async def test_a_printer_problem_is_said_in_plain_words(
+    run_controller: Any,
+    kiosk_config: Any,
+    cupsd: CupsServer,
+    visitor: Any,
+    document: str,
+    printer: str,
+    stop: list[str],
+    problem: str,
+) -> None:
+    cfg = kiosk_config(printer=printer, cups_server=cupsd.server)
+    controller = await run_controller(cfg)
+    await wait_until(lambda: controller.kiosk.phase == "idle")
+    await call_once(cfg.api.control_socket, "kiosk.open", {})
+    await call_once(cfg.api.kiosk_socket, "session.start", {"service": "caf"})
+    if stop == ["cupsreject"]:
+        cupsd.submit(printer, document, visitor.pw_uid, visitor.pw_gid, "-H", "hold")  # queued before the refusal
+    if stop:
+        subprocess.run([*stop, "-h", cupsd.server, printer], check=True)
+    try:
+        if stop != ["cupsreject"]:
+            cupsd.submit(printer, document, visitor.pw_uid, visitor.pw_gid)
+        view = await _wait_printing(cfg, state="problem")
+        assert view["problem"] == problem
+    finally:
+        if stop:
+            undo = {"cupsdisable": "cupsenable", "cupsreject": "cupsaccept"}[stop[0]]
+            subprocess.run([undo, "-h", cupsd.server, printer], check=True)
+    ended = await call_once(cfg.api.kiosk_socket, "session.end", {}, timeout=60)
+    assert ended["wipe"]["ok"] is True
+
+
+def test_printed_is_shown_for_a_minute_then_dropped() -> None:
+    clock = FakeClock()
+    watch = PrintWatch(SessionPrinting(Cups("/nonexistent"), "bus", TEST_USER), monotonic=clock)
+    watch.update([Job(1, "processing", TEST_USER, 1)], {"printer-state": 4, "printer-state-reasons": "none"})
+    assert watch.view() == {"state": "printing", "pages": 1, "problem": None}
+    watch.update([Job(1, "completed", TEST_USER, 2)], None)
+    clock.advance(PRINTED_SHOWN_S - 1)
+    watch.update([Job(1, "completed", TEST_USER, 2)], None)  # the same reading again: still the same minute
+    assert watch.view() == {"state": "printed", "pages": 2, "problem": None}
+    clock.advance(2)
+    assert watch.view() is None
+    watch.update([Job(1, "completed", TEST_USER, 2), Job(2, "aborted", TEST_USER, 0)], None)
+    assert watch.view() == {"state": "failed", "pages": 2, "problem": None}
+    watch.update(
+        [Job(1, "completed", TEST_USER, 2), Job(2, "aborted", TEST_USER, 0), Job(4, "completed", TEST_USER, 1)], None
+    )
+    assert watch.view() == {"state": "printed", "pages": 3, "problem": None}  # printed again after a failure
+    reasons = {"printer-state": 3, "printer-state-reasons": ["media-low-report", "media-jam-error"]}
+    watch.update([Job(3, "pending", TEST_USER, 0)], reasons)
+    assert watch.view() == {"state": "problem", "pages": 0, "problem": "jam"}  # low paper is no problem yet

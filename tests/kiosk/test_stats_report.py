@@ -94,6 +94,7 @@ def test_aggregates_by_stop_day_and_service() -> None:
             "satisfaction_good": 1,
             "satisfaction_neutral": 0,
             "satisfaction_bad": 1,
+            "scanned_pages": 0,
             "ended_by": "idle 1, interrupted 1, time_limit 1, visitor 1",
             "clock_unsynced": 0,
         }
@@ -159,6 +160,7 @@ async def test_a_session_row_holds_no_address_no_text_no_identifier(
         "stop_label",
         "services",
         "pages",
+        "scanned_pages",
         "ended_by",
         "satisfaction",
         "clock_synced",
