@@ -25,6 +25,7 @@ import logging
 import select
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +111,49 @@ def _check_readable(kind: str, path: str | None) -> None:
         raise MqttSetupError(f"{path}: {kind} not found")
 
 
+class ResumingContext(ssl.SSLContext):
+    """A client TLS context that offers the broker the session ticket of the previous connection: a reconnect then
+    skips the certificate exchange and key agreement (measured over the emulated hop: see the README)."""
+
+    resume: ssl.SSLSession | None = None
+
+    def wrap_socket(self, sock: Any, *args: Any, **kwargs: Any) -> ssl.SSLSocket:  # type: ignore[override]
+        resume = self.resume
+        if resume is not None and time.time() - resume.time >= resume.timeout:
+            resume = self.resume = None  # past its lifetime (Mosquitto's: 2 h): offering it would only cost bytes
+        if resume is not None:
+            kwargs.setdefault("session", resume)
+        return super().wrap_socket(sock, *args, **kwargs)
+
+    def remember(self, sock: Any) -> None:
+        """Keep the socket's session (TLS 1.3 tickets arrive after the handshake: call it once data came back)."""
+        session = getattr(sock, "session", None)
+        if isinstance(sock, ssl.SSLSocket) and session is not None and session.has_ticket:
+            self.resume = session
+
+
+# One context per client, broker and set of files, for the life of the process: a ticket can only be resumed by the
+# context that received it.
+_CONTEXTS: dict[tuple[Any, ...], ResumingContext] = {}
+
+
+def tls_context(client_id: str, o: BrokerOptions) -> ResumingContext:
+    """The TLS context of ``client_id`` for ``o``: the server verified against ``ca_file`` (None: the system's trust
+    store), its host name checked, a client certificate when configured, and session resumption across reconnects."""
+    key = (client_id, o.host, o.effective_port, o.ca_file, o.cert_file, o.key_file)
+    context = _CONTEXTS.get(key)
+    if context is None:
+        context = ResumingContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and check_hostname by default
+        if o.ca_file is not None:
+            context.load_verify_locations(cafile=o.ca_file)
+        else:
+            context.load_default_certs()
+        if o.cert_file is not None:
+            context.load_cert_chain(o.cert_file, o.key_file)
+        _CONTEXTS[key] = context
+    return context
+
+
 class PackedProperties(Properties):
     """PUBLISH properties that never change once built (a topic alias): packed once, not once per message (paho's
     ``pack`` walks every known property name, a good part of the cost of a publish)."""
@@ -170,6 +214,7 @@ class Session:
         self.session_present = False
         self.subscribed = False
         self.topic_alias_max = 0
+        self.tls_resumed = False  # this connection's TLS session was resumed from the previous one's ticket
         self.receive_maximum = RECEIVE_MAXIMUM_DEFAULT
         self.messages_out = 0
         self.payload_bytes_out = 0  # topic + payload as handed to paho (the proxy in the benchmark counts the wire)
@@ -214,10 +259,7 @@ class Session:
             _check_readable("client certificate file", o.cert_file)
             _check_readable("client key file", o.key_file)
             try:
-                # ca_file None: the system's trust store. Host names are checked (paho's default).
-                client.tls_set(
-                    ca_certs=o.ca_file, certfile=o.cert_file, keyfile=o.key_file, cert_reqs=ssl.CERT_REQUIRED
-                )
+                client.tls_set_context(tls_context(self.client_id, o))
             except (ssl.SSLError, OSError, ValueError) as exc:
                 raise MqttSetupError(f"TLS setup for {o.address}: {exc}") from exc
         if self.will is not None:
@@ -378,6 +420,12 @@ class Session:
         self._quota = window
         self.connected = True
         self.session_present = bool(flags.session_present)
+        sock = client.socket()
+        if isinstance(sock, ssl.SSLSocket):
+            self.tls_resumed = sock.session_reused
+            context = sock.context
+            if isinstance(context, ResumingContext):
+                context.remember(sock)
         self.topic_alias_max = int(alias_max or 0)
         self.loop.call_soon(self._resolve_connack, None)
 
@@ -511,6 +559,8 @@ class Session:
         client = self._client
         if client is None:
             return
+        if isinstance(self._sock, ssl.SSLSocket) and isinstance(self._sock.context, ResumingContext):
+            self._sock.context.remember(self._sock)  # a ticket that came after the CONNACK
         if self.connected and self._sock is not None:
             reason = ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message") if with_will else None
             with contextlib.suppress(Exception):

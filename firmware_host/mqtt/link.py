@@ -34,7 +34,7 @@ from .topics import Topics, valid_topic_name
 
 log = logging.getLogger("allervers.mqtt")
 
-WINDOW = 500  # events handed to the connection but not yet acknowledged (paho sends 20 at a time)
+WINDOW = 1000  # events handed to the connection but not yet acknowledged: a GEO hop's bandwidth-delay product
 BATCH = 250  # events read from the store per query
 SESSION_EXPIRY_S = 7 * 86400  # the broker keeps our subscriptions (and queued commands) through long outages
 BACKOFF_MIN_S, BACKOFF_MAX_S = 1.0, 300.0

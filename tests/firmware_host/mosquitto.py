@@ -82,7 +82,8 @@ class Broker:
             f"{fleet_flow_control()}"
             f"log_dest file {self.log_path}\n"
             "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
-            f"{self.extra}\n"
+            f"{self.extra}\n" + ("user root\n" if os.geteuid() == 0 and self.conf is None else "")
+            # Started as root, mosquitto becomes user "mosquitto" and could not read the test's private files.
         )
         self.proc = subprocess.Popen(
             [MOSQUITTO, "-c", str(self.config_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -122,6 +123,66 @@ class Broker:
         self.stop()
 
 
+# --- certificates for TLS brokers (a throwaway CA per test) --------------------------------------------------
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_ca(d: Path, name: str) -> Path:
+    openssl(
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", f"{name}.key", "-out", f"{name}.crt", "-subj", f"/CN={name}", "-days", "2",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=d,
+    )  # fmt: skip
+    return d / f"{name}.crt"
+
+
+def make_server_cert(d: Path, ca: str, name: str, san: str) -> tuple[Path, Path]:
+    (d / f"{name}.ext").write_text(f"subjectAltName={san}\nextendedKeyUsage=serverAuth\n")
+    openssl(
+        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}",
+        cwd=d,
+    )  # fmt: skip
+    openssl(
+        "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key", "-CAcreateserial",
+        "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext",
+        cwd=d,
+    )  # fmt: skip
+    return d / f"{name}.crt", d / f"{name}.key"
+
+
+def make_chain(d: Path, san: str) -> tuple[Path, Path, Path]:
+    """A certificate chain as a public CA issues it (RSA 2048: root, intermediate, server): (root certificate,
+    server certificate followed by the intermediate, server key). What a bus pays for a full TLS handshake."""
+    rsa = ("-newkey", "rsa:2048", "-nodes")
+    openssl(
+        "req", "-x509", *rsa, "-keyout", "root.key", "-out", "root.crt", "-subj", "/CN=Fleet Root", "-days", "2",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=d,
+    )  # fmt: skip
+    (d / "int.ext").write_text("basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n")
+    openssl("req", *rsa, "-keyout", "int.key", "-out", "int.csr", "-subj", "/CN=Fleet Issuing CA 1", cwd=d)
+    openssl(
+        "x509", "-req", "-in", "int.csr", "-CA", "root.crt", "-CAkey", "root.key", "-CAcreateserial",
+        "-out", "int.crt", "-days", "2", "-extfile", "int.ext",
+        cwd=d,
+    )  # fmt: skip
+    (d / "leaf.ext").write_text(f"subjectAltName={san}\nextendedKeyUsage=serverAuth\n")
+    openssl("req", *rsa, "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=broker", cwd=d)
+    openssl(
+        "x509", "-req", "-in", "leaf.csr", "-CA", "int.crt", "-CAkey", "int.key", "-CAcreateserial",
+        "-out", "leaf.crt", "-days", "2", "-extfile", "leaf.ext",
+        cwd=d,
+    )  # fmt: skip
+    chain = d / "chain.crt"
+    chain.write_text((d / "leaf.crt").read_text() + (d / "int.crt").read_text())
+    return d / "root.crt", chain, d / "leaf.key"
+
+
 # --- a client on the office side ---------------------------------------------------------------------------
 
 
@@ -131,6 +192,7 @@ class Received:
     payload: bytes
     retain: bool
     properties: Any = None
+    at: float = 0.0  # time.monotonic() when it arrived
 
     def json(self) -> Any:
         return json.loads(self.payload)
@@ -180,7 +242,13 @@ class Watcher:
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         with self._lock:
             self.messages.append(
-                Received(message.topic, message.payload, bool(message.retain), getattr(message, "properties", None))
+                Received(
+                    message.topic,
+                    message.payload,
+                    bool(message.retain),
+                    getattr(message, "properties", None),
+                    time.monotonic(),
+                )
             )
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, rc: Any, props: Any) -> None:

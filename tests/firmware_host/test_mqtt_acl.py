@@ -14,39 +14,10 @@ from firmware_host.api import call_once
 from firmware_host.mqtt.commands import make_request
 
 from ..conftest import make_config, wait_until
-from .mosquitto import Broker, Watcher, free_port
+from .mosquitto import Broker, Watcher, free_port, make_ca, make_server_cert
 
 REPO = Path(__file__).resolve().parents[2]
 MOSQ = REPO / "config" / "mosquitto"
-
-
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def make_ca(d: Path, name: str) -> Path:
-    openssl(
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", f"{name}.key", "-out", f"{name}.crt", "-subj", f"/CN={name}", "-days", "2",
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        cwd=d,
-    )  # fmt: skip
-    return d / f"{name}.crt"
-
-
-def make_server_cert(d: Path, ca: str, name: str, san: str) -> tuple[Path, Path]:
-    (d / f"{name}.ext").write_text(f"subjectAltName={san}\nextendedKeyUsage=serverAuth\n")
-    openssl(
-        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}",
-        cwd=d,
-    )  # fmt: skip
-    openssl(
-        "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key", "-CAcreateserial",
-        "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext",
-        cwd=d,
-    )  # fmt: skip
-    return d / f"{name}.crt", d / f"{name}.key"
 
 
 def create_user(passwd: Path, role: str, name: str, out: Path) -> str:

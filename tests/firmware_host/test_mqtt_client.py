@@ -72,11 +72,12 @@ def test_the_proxy_sees_a_client_that_ignores_the_receive_maximum(tmp_path: Path
             proxy.close()
 
 
-async def test_the_fleet_broker_gives_buses_a_window_of_500(tmp_path: Path) -> None:
-    # Mosquitto's default is 20: over a 600 ms satellite hop, 20 events per round trip (~30 events/s).
+async def test_the_fleet_broker_gives_buses_a_window_of_1000(tmp_path: Path) -> None:
+    # Mosquitto's default is 20: over a 600 ms satellite hop, 20 events per round trip (~30 events/s). 1,000 covers
+    # the GEO hop's bandwidth-delay product (2 Mbit/s x ~0.9 s with the modem's queue, ~300 B per event).
     with Broker(tmp_path / "broker") as broker:
         session = await open_session(broker.port, [])
         try:
-            assert session.receive_maximum == 500
+            assert session.receive_maximum == 1000
         finally:
             await session.close()
