@@ -313,3 +313,14 @@ def _print_places(cfg: Any, as_csv: bool) -> int:
             print(f"allervers report: {tour.source}: {record['nom']} ({record['adresse']}): {problem}", file=sys.stderr)
     _write(records, coop.PLACE_FIELDS, as_csv)
     return 0
+
+
+def day_totals(db: sqlite_utils.Database, date: str) -> list[dict[str, Any]]:
+    """Sessions (one visitor each) per stop on ``date``, in the order the stops were first used: the daily totals
+    the bus sends to the office over MQTT."""
+    rows = db.execute(
+        "SELECT stop_key, MAX(stop_label), COUNT(*) FROM kiosk_sessions WHERE date = ?"
+        " GROUP BY stop_key ORDER BY MIN(id)",
+        (date,),
+    ).fetchall()
+    return [{"key": key, "label": label, "visitors": n} for key, label, n in rows]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
 import random
@@ -27,6 +28,7 @@ import paho.mqtt.client as paho
 from ..api import Connection
 from .client import Ack, BrokerOptions, MqttConnectError, MqttSetupError, Session, publish_properties
 from .commands import Commands
+from .day import day_summary
 from .discovery import HA_STATUS_TOPIC, digest, discovery_messages, removal_topics
 from .outbox import Outbox, get_meta, set_meta
 from .reporter import Reporter
@@ -39,6 +41,7 @@ BATCH = 250  # events read from the store per query
 SESSION_EXPIRY_S = 7 * 86400  # the broker keeps our subscriptions (and queued commands) through long outages
 BACKOFF_MIN_S, BACKOFF_MAX_S = 1.0, 300.0
 STOP_FLUSH_S = 2.0
+DAY_EVERY_S = 900.0  # the day's totals go out at most this often (a confirmed stop goes at once)
 
 
 def encode(obj: Any) -> bytes:
@@ -82,6 +85,12 @@ class MqttLink:
         self._reply_mids: set[int] = set()
         self._discovery_digest: str | None = None
         self._dirty: set[str] = set()
+        self._down_since: float | None = None  # the bus's clock when the link was last lost
+        self._day_acked: bytes | None = None  # the day's summary the broker holds (as far as we know)
+        self._day_mids: dict[int, bytes] = {}
+        self._day_changed = True  # a session ended or a stop was confirmed since the last summary
+        self._day_urgent = True  # ... a stop: send without waiting for DAY_EVERY_S
+        self._day_sent_at = -1e18
         self._flush_scheduled = False
         self._refused: str | None = None
         self._wake = asyncio.Event()
@@ -197,6 +206,8 @@ class MqttLink:
             self.session = None
             self._connection_ended()
             with_will = reason == "link down"
+            if not self._stopping:
+                self._down_since = self.controller.clock()
             await session.close(with_will=with_will)
             await self.outbox.persist()
             if not self._stopping:
@@ -234,9 +245,20 @@ class MqttLink:
             session.subscribe(filters)
         if self.cfg.ha_discovery:
             self.publish_discovery(force=not session.session_present)
+        link_info = {
+            "since": round(self.controller.clock()),
+            "down_since": None if self._down_since is None else round(self._down_since),
+            "backlog": self.outbox.backlog,
+            "last_seq": self.controller.store.last_seq,
+            "keepalive_s": self.options.keepalive_s,
+            "refresh_s": self.cfg.refresh_s,
+        }
+        self._state_mids[session.publish(self.topics.link, encode(link_info), retain=True)] = ("", {})
         # Everything above and the state below go out before the first await: once the session is visible to the
         # rest of the program, the bus has already said who it is and what it looks like.
         self._publish_state(None, force=False)
+        self._day_urgent = True  # checked against what the broker holds: nothing is sent when that is current
+        self.day_tick()
         await self.controller.store.append_event(
             "mqtt.connected",
             broker=self.options.address,
@@ -290,6 +312,7 @@ class MqttLink:
     def _connection_ended(self) -> None:
         self.outbox.connection_lost()
         self._state_mids.clear()
+        self._day_mids.clear()
         self._discovery_mids.clear()
         self._reply_mids.clear()
         self._pending_digest = None
@@ -311,6 +334,12 @@ class MqttLink:
                     self._acked_at[component] = now
                 elif not delivered:
                     log.error("mqtt: the broker refused the %s state (%s)", component or "status", reason)
+            elif mid in self._day_mids:
+                payload = self._day_mids.pop(mid)
+                if delivered:
+                    self._day_acked = payload
+                else:
+                    log.error("mqtt: the broker refused the day's summary (%s)", reason)
             elif mid in self._reply_mids:
                 self._reply_mids.discard(mid)
                 if not delivered:
@@ -430,7 +459,34 @@ class MqttLink:
         published = self._publish_state(self.refresh_due(), force=True)
         if self.cfg.ha_discovery:
             self.publish_discovery(force=False)
+        self.day_tick()
         return published
+
+    # --- the day's summary ----------------------------------------------------------------------------------
+
+    def day_tick(self) -> asyncio.Task | None:
+        """Send the day's summary when it is due (a stop confirmed, or sessions ended DAY_EVERY_S ago or more):
+        the task doing it, or None when nothing is due."""
+        session = self.session
+        if session is None or not session.connected or not (self._day_changed or self._day_urgent):
+            return None
+        if not self._day_urgent and self.monotonic() - self._day_sent_at < DAY_EVERY_S:
+            return None
+        self._day_changed = self._day_urgent = False
+        self._day_sent_at = self.monotonic()
+        return asyncio.get_running_loop().create_task(self.publish_day(), name="mqtt-day")
+
+    async def publish_day(self) -> bool:
+        """Publish today's summary (retained) unless the broker already holds the same; True when sent."""
+        today = dt.datetime.fromtimestamp(self.controller.clock()).date()
+        payload = encode(await day_summary(self.controller, today))
+        session = self.session
+        if session is None or not session.connected or payload == self._day_acked:
+            return False
+        if payload in self._day_mids.values():
+            return False
+        self._day_mids[session.publish(self.topics.day, payload, retain=True, alias=True)] = payload
+        return True
 
     _pending_digest: str | None = None
 
@@ -463,6 +519,12 @@ class MqttLink:
 
     def _on_event(self, event: dict[str, Any]) -> None:
         self.outbox.check_bound()
+        kind = event.get("type")
+        if kind == "checklist.stop":
+            self._day_urgent = True
+            asyncio.get_running_loop().call_soon(self.day_tick)
+        elif kind == "kiosk.session_ended":
+            self._day_changed = True
         self._wake.set()
 
     # --- housekeeping -------------------------------------------------------------------------------------

@@ -28,6 +28,16 @@ class Topics:
         return f"{self.prefix}/events"
 
     @property
+    def link(self) -> str:
+        """Retained, at each connection: since when, the outage before it, the backlog it started with."""
+        return f"{self.prefix}/link"
+
+    @property
+    def day(self) -> str:
+        """Retained: today's stops and visitors per stop (firmware_host/mqtt/day.py)."""
+        return f"{self.prefix}/day"
+
+    @property
     def commands(self) -> str:
         """The filter the bus subscribes to: one level per command name, so replies (one level deeper) are not
         echoed back to it."""
@@ -62,7 +72,14 @@ class FleetTopics:
         holding QoS 1 messages for a busy screen drops the newest past its queue limit, which would leave the
         screen showing an older state. Replies are QoS 1: each is awaited."""
         r = self.root
-        return [(f"{r}/+/status", 0), (f"{r}/+/state/+", 0), (f"{r}/+/events", 0), (f"{r}/+/cmd/+/reply", 1)]
+        return [
+            (f"{r}/+/status", 0),
+            (f"{r}/+/state/+", 0),
+            (f"{r}/+/link", 0),
+            (f"{r}/+/day", 0),
+            (f"{r}/+/events", 0),
+            (f"{r}/+/cmd/+/reply", 1),
+        ]
 
     def bus(self, bus_id: str) -> Topics:
         return Topics(f"{self.root}/{bus_id}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import datetime as dt
 import json
 import logging
 import time
@@ -25,6 +26,23 @@ log = logging.getLogger("allervers.supervise")
 SEVERITY_RANK = {"info": 1, "warning": 2, "alarm": 3, "critical": 4}
 LOW_SOC = 30.0  # % under which a bus without shore power is worth a look
 RECENT_EVENTS = 50
+STOP_GRACE_S = 1800.0  # a bus still without a link this long after a planned stop began is "silent"
+DEFAULT_REFRESH_S = 3600.0  # the bus's refresh period when it has not said (its [mqtt] refresh_s default)
+DEFAULT_KEEPALIVE_S = 600.0
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _clock_time(day: str, hhmm: Any) -> float | None:
+    """Epoch of ``hhmm`` ("09:30") on ``day`` ("2026-06-15"), local time; None when either is missing or broken."""
+    if not isinstance(hhmm, str):
+        return None
+    try:
+        return dt.datetime.combine(dt.date.fromisoformat(day), dt.time.fromisoformat(hhmm)).timestamp()
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -37,6 +55,10 @@ class BusView:
     state: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: collections.deque[dict[str, Any]] = field(default_factory=lambda: collections.deque(maxlen=RECENT_EVENTS))
     version: int = 0  # bumped on every change, so a screen knows whether to redraw
+    offline_at: float | None = None  # the office clock when a live "offline" (its will, or a clean goodbye) came
+    link: dict[str, Any] = field(default_factory=dict)  # <p>/link: since, down_since, backlog, last_seq, periods
+    day: dict[str, Any] = field(default_factory=dict)  # <p>/day: today's stops and visitors per stop
+    max_seq: int = 0  # the newest event seq received
 
     def value(self, component: str, key: str) -> Any:
         comp = self.state.get(component)
@@ -64,14 +86,98 @@ class BusView:
             return f"{commune} ({place})" if commune and place else commune or place
         return stop if isinstance(stop, str) and stop else None
 
-    def problems(self) -> list[str]:
-        """Problem keys, worst first (the screens translate them)."""
+    def connectivity(self, now: float) -> tuple[str, float | None]:
+        """("up" | "down" | "silent" | "unknown", since when). "down": the link is gone and nothing says that is
+        wrong (out of coverage, on the road, the day is over): the bus keeps everything and sends it once back.
+        "silent": quiet beyond its expected schedule, either connected but saying nothing for longer than its
+        refresh period and keepalive allow, or still without a link well after a planned stop began."""
+        if self.online is None:
+            return "unknown", None
+        if self.online:
+            refresh = _number(self.link.get("refresh_s")) or DEFAULT_REFRESH_S
+            keepalive = _number(self.link.get("keepalive_s")) or DEFAULT_KEEPALIVE_S
+            if self.last_seen is not None and now - self.last_seen > refresh + 1.5 * keepalive:
+                return "silent", self.last_seen
+            return "up", _number(self.link.get("since"))
+        since = self.offline_at if self.offline_at is not None else self.last_seen
+        stop = self.stop_in_progress(now)
+        if stop is not None and now - stop >= STOP_GRACE_S and (since is None or since < now - STOP_GRACE_S):
+            return "silent", since
+        return "down", since
+
+    def stop_in_progress(self, now: float) -> float | None:
+        """The start (epoch) of today's planned stop under way at ``now``, from the bus's day summary."""
+        day = self.day.get("date")
+        planned = self.day.get("planned")
+        if not isinstance(day, str) or not isinstance(planned, list):
+            return None
+        for stop in planned:
+            if not isinstance(stop, dict):
+                continue
+            start, end = _clock_time(day, stop.get("arrive")), _clock_time(day, stop.get("depart"))
+            if start is not None and end is not None and start <= now < end:
+                return start
+        return None
+
+    def backlog(self) -> int | None:
+        """Events the bus still has to send, as far as the office knows: what it reported at its last connection,
+        less what has arrived since."""
+        reported, last_seq = self.link.get("backlog"), self.link.get("last_seq")
+        if not isinstance(reported, int) or not isinstance(last_seq, int):
+            return None
+        if self.max_seq <= last_seq - reported:  # nothing of that backlog seen here (the app started later)
+            return reported
+        return max(0, last_seq - self.max_seq)
+
+    def today(self) -> list[dict[str, Any]]:
+        """Today's stops: each planned one (with when it was reached, if it was) then the unplanned ones, with the
+        visitors of each (sessions at the public terminal)."""
+        visitors = {v.get("key"): v.get("visitors") for v in self.day.get("visitors") or [] if isinstance(v, dict)}
+        reached: dict[Any, Any] = {}
+        labels: dict[Any, str] = {}
+        for stop in self.day.get("stops") or []:
+            if isinstance(stop, dict):
+                reached.setdefault(stop.get("key"), stop.get("at"))
+                labels[stop.get("key")] = stop.get("commune") or ""
+        rows = []
+        for stop in self.day.get("planned") or []:
+            if isinstance(stop, dict):
+                key = stop.get("key")
+                rows.append(
+                    {
+                        "label": stop.get("commune") or "?",
+                        "place": stop.get("place") or "",
+                        "planned": f"{stop.get('arrive') or '?'}-{stop.get('depart') or '?'}",
+                        "at": reached.pop(key, None),
+                        "visitors": visitors.pop(key, 0),
+                    }
+                )
+        for key, at in reached.items():
+            rows.append({"label": labels.get(key) or "?", "place": "", "planned": None, "at": at, "visitors": 0})
+        for rest in self.day.get("visitors") or []:
+            if isinstance(rest, dict) and rest.get("key") in visitors:  # sessions tagged with a stop not listed
+                count = visitors.pop(rest.get("key"))
+                row = next((r for r in rows if r["planned"] is None and r["label"] == rest.get("label")), None)
+                if row is not None:
+                    row["visitors"] = count
+                else:
+                    rows.append({"label": rest.get("label") or "?", "place": "", "planned": None, "at": None,
+                                 "visitors": count})  # fmt: skip
+        return rows
+
+    def visitors_today(self) -> int | None:
+        if not self.day:
+            return None
+        return sum(v.get("visitors") or 0 for v in self.day.get("visitors") or [] if isinstance(v, dict))
+
+    def problems(self, now: float) -> list[str]:
+        """Problem keys, worst first (the screens translate them). A link that is merely down is not one."""
         out = []
         worst = self.worst_severity
         if worst in ("critical", "alarm"):
             out.append(f"alarm.{worst}")
-        if self.online is False:
-            out.append("offline")
+        if self.connectivity(now)[0] == "silent":
+            out.append("silent")
         if worst == "warning":
             out.append("alarm.warning")
         soc = self.value("power", "soc")
@@ -81,9 +187,9 @@ class BusView:
             out.append("stale")
         return out
 
-    def rank(self) -> int:
-        weights = {"alarm.critical": 50, "alarm.alarm": 40, "offline": 30, "alarm.warning": 20, "low_soc": 15}
-        return max((weights.get(p, 5) for p in self.problems()), default=0)
+    def rank(self, now: float) -> int:
+        weights = {"alarm.critical": 50, "alarm.alarm": 40, "silent": 30, "alarm.warning": 20, "low_soc": 15}
+        return max((weights.get(p, 5) for p in self.problems(now)), default=0)
 
 
 class Fleet:
@@ -120,12 +226,23 @@ class Fleet:
                     raise ValueError(f"status must be online or offline, got {text[:20]!r}")
                 view = self.bus(bus_id)
                 view.online = text == "online"
+                if not view.online and not retained:
+                    view.offline_at = self.clock()
+                elif view.online:
+                    view.offline_at = None
             elif kind == "state" and rest and "/" not in rest:
                 data = json.loads(payload)
                 if not isinstance(data, dict):
                     raise ValueError("a state must be a JSON object")
                 view = self.bus(bus_id)
                 view.state[rest] = data
+            elif kind in ("link", "day") and not rest:
+                data = json.loads(payload)
+                if not isinstance(data, dict):
+                    raise ValueError(f"the {kind} message must be a JSON object")
+                view = self.bus(bus_id)
+                setattr(view, kind, data)
+                data = {}  # carries no reading time of its own
             elif kind == "events" and not rest:
                 event = json.loads(payload)
                 if not isinstance(event, dict) or not isinstance(event.get("seq"), int):
@@ -133,6 +250,7 @@ class Fleet:
                 view = self.bus(bus_id)
                 if not any(e.get("seq") == event["seq"] for e in view.events):  # re-sent after an outage
                     view.events.append(event)
+                view.max_seq = max(view.max_seq, event["seq"])
             elif kind == "cmd" and rest.endswith("/reply"):
                 reply = json.loads(payload)
                 if not isinstance(reply, dict):
@@ -160,7 +278,8 @@ class Fleet:
 
     def order(self) -> list[str]:
         """Problems first (worst first), then by bus id."""
-        return sorted(self.buses, key=lambda b: (-self.buses[b].rank(), b))
+        now = self.clock()
+        return sorted(self.buses, key=lambda b: (-self.buses[b].rank(now), b))
 
 
 class CommandFailed(RuntimeError):

@@ -16,7 +16,7 @@ from textual.widgets import Button, DataTable, Footer, Label, RichLog, Select, S
 
 from .fleet import BusView, CommandFailed
 from .messages import CommandAnswered, CommandRequested
-from .widgets import DASH, FleetTable, HistoryChart, Panel, bars, kiosk_text, seen_at, yes_no
+from .widgets import DASH, FleetTable, HistoryChart, Panel, bars, hhmm, kiosk_text, seen_at, status_text, yes_no
 
 REFRESH_S = 0.5  # the screens redraw at most this often, however many messages arrive
 HISTORY_HOURS = 8
@@ -61,7 +61,8 @@ class FleetScreen(Screen):
         link = app.link
         w = app.words
         if link.connected:
-            problems = sum(1 for v in app.fleet.buses.values() if v.rank() > 5)
+            now = app.clock()
+            problems = sum(1 for v in app.fleet.buses.values() if v.rank(now) > 5)
             text = w("broker.connected", address=link.options.address, buses=len(app.fleet.buses), problems=problems)
         elif link.error:
             text = w("broker.lost", error=link.error)
@@ -137,6 +138,7 @@ class BusScreen(Screen):
         yield Label(w("detail.title", bus=self.bus_id), id="bus-title")
         with Horizontal(id="detail"):
             with VerticalScroll(id="left"):
+                yield Panel(w("detail.today"), Static(id="today"))
                 yield Panel(w("detail.values"), Static(id="values"))
                 yield Panel(w("detail.alarms"), Static(id="alarms"))
                 yield Panel(w("detail.events"), Static(id="events"))
@@ -171,9 +173,11 @@ class BusScreen(Screen):
         self._shown_version = view.version
         app: Any = self.app
         w = app.words
-        status = w("unknown") if view.online is None else w("online") if view.online else w("offline")
-        seen = f"{w('col.seen')} {seen_at(view.last_seen, app.clock())}"
+        now = app.clock()
+        status = status_text(view, w, now).plain
+        seen = f"{w('col.seen')} {seen_at(view.last_seen, now)}"
         self.query_one("#bus-title", Label).update(f"{w('detail.title', bus=self.bus_id)}  ·  {status}  ·  {seen}")
+        self.query_one("#today", Static).update(self.today_text(view, now))
         self.query_one("#values", Static).update(self.values_text(view))
         alarms = view.alarms
         self.query_one("#alarms", Static).update(
@@ -184,6 +188,30 @@ class BusScreen(Screen):
         self.query_one("#events", Static).update(
             "\n".join(self.event_line(e) for e in reversed(events)) or w("detail.no_events")
         )
+
+    def today_text(self, view: BusView, now: float) -> str:
+        """The link (why the bus is quiet, what it still has to send) and today's stops with their visitors."""
+        w = self.app.words  # type: ignore[attr-defined]
+        state, since = view.connectivity(now)
+        lines = [f"{w('value.link')} : {w(f'link.{state}_detail', since=hhmm(since, now))}" if state != "unknown"
+                 else f"{w('value.link')} : {w('unknown')}"]  # fmt: skip
+        down_since = view.link.get("down_since")
+        if state == "up" and isinstance(down_since, (int, float)):
+            lines.append("  " + w("link.outage", since=hhmm(down_since, now)))
+        backlog = view.backlog()
+        if backlog:
+            lines.append("  " + w("link.backlog", count=backlog))
+        stops = view.today()
+        if not stops:
+            lines.append(w("detail.no_day"))
+            return "\n".join(lines)
+        for stop in stops:
+            planned = stop["planned"] or w("today.unplanned")
+            reached = w("today.reached", at=hhmm(stop["at"], now)) if stop["at"] else w("today.not_reached")
+            place = f"{stop['label']} ({stop['place']})" if stop["place"] else stop["label"]
+            lines.append(f"{planned:<13} {place[:28]:<28} {reached:<14} {w('today.visitors', count=stop['visitors'])}")
+        lines.append(w("today.total", count=view.visitors_today() or 0))
+        return "\n".join(lines)
 
     def values_text(self, view: BusView) -> str:
         w = self.app.words  # type: ignore[attr-defined]

@@ -16,19 +16,20 @@ from textual.widgets import DataTable, Label, Sparkline
 from .fleet import BusView, Fleet
 from .i18n import Words
 
-COLUMNS = ("bus", "status", "seen", "stop", "shore", "soc", "link", "kiosk", "sessions", "alarms")
+COLUMNS = ("bus", "status", "seen", "stop", "shore", "soc", "link", "backlog", "kiosk", "visitors", "alarms")
 # Fixed widths (fits 140 columns): the layout does not jump as values change, and nothing is measured per update
 # (Textual re-measures a whole column when an auto-width cell changes). Longer values end with an ellipsis.
 WIDTHS = {
-    "bus": 12,
-    "status": 10,
+    "bus": 10,
+    "status": 14,
     "seen": 11,
-    "stop": 20,
+    "stop": 14,
     "shore": 5,
     "soc": 8,
-    "link": 13,
-    "kiosk": 11,
-    "sessions": 8,
+    "link": 9,
+    "backlog": 7,
+    "kiosk": 10,
+    "visitors": 9,
     "alarms": 20,
 }
 DASH = "—"
@@ -42,6 +43,27 @@ def seen_at(ts: float | None, now: float) -> str:
     if when.date() == dt.datetime.fromtimestamp(now).date():
         return when.strftime("%H:%M:%S")
     return when.strftime("%d/%m %H:%M")
+
+
+def hhmm(ts: float | None, now: float) -> str:
+    """A time of day (with the date when not today), for "since" texts."""
+    if ts is None:
+        return DASH
+    when = dt.datetime.fromtimestamp(ts)
+    today = when.date() == dt.datetime.fromtimestamp(now).date()
+    return when.strftime("%H:%M" if today else "%d/%m %H:%M")
+
+
+def status_text(view: BusView, words: Words, now: float) -> Text:
+    """The bus's connection in a few words: a link that is merely down is said calmly, never as a fault."""
+    state, since = view.connectivity(now)
+    if state == "up":
+        return Text(words("online"), style="green")
+    if state == "down":
+        return Text(words("link.down_since", since=hhmm(since, now)), style="yellow")
+    if state == "silent":
+        return Text(words("link.silent_since", since=hhmm(since, now)), style="bold red")
+    return Text(words("unknown"))
 
 
 def bars(value: Any) -> str:
@@ -66,13 +88,8 @@ def kiosk_text(words: Words, view: BusView) -> str:
 
 def row_cells(view: BusView, words: Words, now: float) -> tuple[Any, ...]:
     """The fleet table's cells for one bus; problems in colour so they can be seen from across the room."""
-    problems = view.problems()
-    if view.online is None:
-        status = Text(words("unknown"))
-    elif view.online:
-        status = Text(words("online"), style="green")
-    else:
-        status = Text(words("offline"), style="bold red")
+    problems = view.problems(now)
+    status = status_text(view, words, now)
     soc = view.value("power", "soc")
     soc_text = Text(f"{soc:.0f} %" if isinstance(soc, (int, float)) else DASH)
     if "low_soc" in problems:
@@ -82,7 +99,10 @@ def row_cells(view: BusView, words: Words, now: float) -> tuple[Any, ...]:
     link_text = Text(DASH if link is None else f"{words('up') if link == 'up' else words('down')} {signal}".strip())
     if link not in (None, "up"):
         link_text.stylize("yellow")
-    sessions = view.value("kiosk", "sessions_today")
+    visitors = view.visitors_today()
+    if visitors is None:
+        visitors = view.value("kiosk", "sessions_today")
+    backlog = view.backlog()
     alarms = view.alarms
     worst = view.worst_severity
     if alarms:
@@ -100,8 +120,9 @@ def row_cells(view: BusView, words: Words, now: float) -> tuple[Any, ...]:
         yes_no(words, view.value("shore", "connected")) if "shore" in view.state else DASH,
         soc_text,
         link_text,
+        Text(str(backlog)) if backlog else Text(DASH),
         kiosk_text(words, view),
-        str(sessions) if isinstance(sessions, int) else DASH,
+        str(visitors) if isinstance(visitors, int) else DASH,
         alarm_text,
     )
 

@@ -4,6 +4,7 @@ in-process controller, synthetic publishers for 500 buses), commands and replies
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from firmware_host.supervise.screens import BusScreen, ConfirmScreen, FleetScree
 from firmware_host.supervise.widgets import FleetTable
 
 from ..conftest import make_config, wait_until
-from .mosquitto import Broker, publish_fleet
+from .mosquitto import Broker, Watcher, publish_fleet
 
 SIZE = (140, 40)
 
@@ -58,8 +59,10 @@ def test_fleet_folds_messages_and_sorts_problems_first() -> None:
         "allervers/bus-04/state/controller",
         json.dumps({"alarms": [{"id": "interlock.shore_connected", "severity": "critical"}], "stale": False}).encode(),
     )
-    assert fleet.order() == ["bus-04", "bus-02", "bus-03", "bus-01"]  # critical, offline, low battery, fine
-    assert fleet.buses["bus-04"].problems() == ["alarm.critical"]
+    # Critical, low battery, then the rest: bus-02's link is down, which is not a fault (out of coverage).
+    assert fleet.order() == ["bus-04", "bus-03", "bus-01", "bus-02"]
+    assert fleet.buses["bus-02"].problems(1000.0) == [] and fleet.buses["bus-02"].connectivity(1000.0)[0] == "down"
+    assert fleet.buses["bus-04"].problems(1000.0) == ["alarm.critical"]
     assert fleet.buses["bus-01"].last_seen == 900  # retained: the reading's own time
     assert fleet.buses["bus-03"].last_seen == 1000.0  # live: when it arrived
 
@@ -83,6 +86,140 @@ def test_fleet_folds_messages_and_sorts_problems_first() -> None:
     assert fleet.buses["bus-01"].stop == "Gournay-en-Bray (place de la mairie)"
     nested = Fleet(FleetTopics("assoc/allervers"))
     assert nested.apply("assoc/allervers/bus-09/status", b"online") == "bus-09"
+
+
+MONDAY = dt.datetime(2026, 6, 15)  # config/tour.toml: Pionsat 09:00-12:00, Montaigut 14:00-17:00 on Mondays
+
+
+def at(hhmm: str) -> float:
+    return dt.datetime.combine(MONDAY.date(), dt.time.fromisoformat(hhmm)).timestamp()
+
+
+DAY = {
+    "date": "2026-06-15",
+    "planned": [
+        {"key": "2026-06-15/63281/0900", "commune": "Pionsat", "place": "Place de la mairie",
+         "arrive": "09:00", "depart": "12:00"},
+        {"key": "2026-06-15/63233/1400", "commune": "Montaigut", "place": "Parking", "arrive": "14:00",
+         "depart": "17:00"},
+    ],
+    "stops": [{"key": "2026-06-15/63281/0900", "commune": "Pionsat", "place": "Place de la mairie", "at": 0}],
+    "visitors": [{"key": "2026-06-15/63281/0900", "label": "Pionsat", "visitors": 7}],
+}  # fmt: skip
+
+
+def test_the_office_tells_a_link_down_from_a_silent_bus() -> None:
+    now = [at("09:10")]
+    fleet = Fleet(clock=lambda: now[0])
+    bus = "allervers/bus-01"
+    day = {**DAY, "stops": [{**DAY["stops"][0], "at": at("09:05")}]}
+    fleet.apply(f"{bus}/status", b"online")
+    link = {"since": at("09:06"), "down_since": at("08:30"), "backlog": 120, "last_seq": 500, "keepalive_s": 600,
+            "refresh_s": 3600}  # fmt: skip
+    fleet.apply(f"{bus}/link", json.dumps(link).encode())
+    fleet.apply(f"{bus}/day", json.dumps(day).encode(), retained=True)
+    view = fleet.buses["bus-01"]
+    assert view.connectivity(now[0]) == ("up", at("09:06"))
+    # The backlog it reported, less what has arrived since.
+    assert view.backlog() == 120
+    fleet.apply(f"{bus}/events", b'{"seq": 450, "ts": 1, "type": "x"}')
+    assert view.backlog() == 50
+    fleet.apply(f"{bus}/events", b'{"seq": 500, "ts": 1, "type": "x"}')
+    assert view.backlog() == 0
+
+    # Its will at 10:00, in the middle of a planned stop: first just "down" (it may come back any minute)...
+    now[0] = at("10:00")
+    fleet.apply(f"{bus}/status", b"offline")
+    assert view.connectivity(at("10:20")) == ("down", at("10:00"))
+    assert view.problems(at("10:20")) == [] and view.rank(at("10:20")) == 0
+    # ... then "silent" once it has been gone for half an hour of a stop where it should have a link.
+    assert view.connectivity(at("10:31")) == ("silent", at("10:00"))
+    assert view.problems(at("10:31")) == ["silent"]
+    # On the road between stops, down is expected: not a fault, however long.
+    assert view.connectivity(at("13:30")) == ("down", at("10:00"))
+    assert view.connectivity(at("20:00")) == ("down", at("10:00"))
+
+    # Connected but saying nothing for longer than its refresh period and keepalive allow: silent too.
+    now[0] = at("14:05")
+    fleet.apply(f"{bus}/status", b"online")
+    assert view.connectivity(at("14:30"))[0] == "up"
+    assert view.connectivity(at("14:05") + 3600 + 900 + 1) == ("silent", at("14:05"))
+
+    # Today's stops: planned with arrival and visitors; a stop reached off the plan is listed after them.
+    assert view.today() == [
+        {"label": "Pionsat", "place": "Place de la mairie", "planned": "09:00-12:00", "at": at("09:05"),
+         "visitors": 7},
+        {"label": "Montaigut", "place": "Parking", "planned": "14:00-17:00", "at": None, "visitors": 0},
+    ]  # fmt: skip
+    extra = {"key": "2026-06-15/63000/hors-planning", "commune": "Menat", "place": "", "at": at("17:30")}
+    fleet.apply(f"{bus}/day", json.dumps({**day, "stops": [*day["stops"], extra]}).encode())
+    assert view.today()[-1] == {"label": "Menat", "place": "", "planned": None, "at": at("17:30"), "visitors": 0}
+    assert view.visitors_today() == 7
+    assert fleet.apply(f"{bus}/day", b"[1, 2]") is None and "must be a JSON object" in fleet.errors[-1]
+
+
+async def test_app_states_down_silent_and_today(broker: Broker) -> None:
+    """The fleet table and the bus screen for each state of a bus's link, fed by real retained messages."""
+    now = [at("10:20")]
+    publisher = Watcher(broker.port, [])
+    publisher.start()
+    try:
+        link = {"since": at("09:06"), "down_since": at("08:30"), "backlog": 120, "last_seq": 500,
+                "keepalive_s": 600, "refresh_s": 3600}  # fmt: skip
+        day = {**DAY, "stops": [{**DAY["stops"][0], "at": at("09:05")}]}
+        for bus, status in (("bus-01", b"online"), ("bus-02", b"offline"), ("bus-03", b"offline")):
+            publisher.publish(f"allervers/{bus}/link", json.dumps(link), retain=True)
+            publisher.publish(f"allervers/{bus}/status", status, retain=True)
+        publisher.publish("allervers/bus-01/day", json.dumps(day), retain=True)
+        publisher.publish("allervers/bus-03/day", json.dumps(day), retain=True)  # it should be at Pionsat now
+        publisher.publish("allervers/bus-01/state/power", json.dumps({"soc": 80, "ts": at("10:19")}), retain=True)
+
+        app = SuperviseApp(office(broker.port, clock=lambda: now[0]), clock=lambda: now[0])
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.screen.query_one(FleetTable)
+            await wait_until(lambda: table.row_count == 3 and app.fleet.buses["bus-03"].day, message="3 rows")
+            table.sync()
+
+            def row(bus: str) -> list[str]:
+                return [c.plain if hasattr(c, "plain") else str(c) for c in table.get_row(bus)]
+
+            # 10:20: a retained "offline" says nothing of when: bus 2 (no plan known) is down, calmly; bus 3 should
+            # have had a link since its stop began at 09:00: silent, and first.
+            assert row("bus-01")[1] == "en ligne" and row("bus-01")[7] == "120" and row("bus-01")[9] == "7"
+            assert row("bus-02")[1] == "coupée —" and table.get_row("bus-02")[1].style == "yellow"
+            assert row("bus-03")[1] == "MUET —" and table.get_row_at(0)[0].plain == "bus-03"
+            # Bus 3 comes back, then its will arrives at 10:25: down (it may be back any minute)...
+            now[0] = at("10:24")
+            publisher.publish("allervers/bus-03/status", b"online", retain=True)
+            await wait_until(lambda: app.fleet.buses["bus-03"].online, message="bus 3 online")
+            now[0] = at("10:25")
+            publisher.publish("allervers/bus-03/status", b"offline", retain=True)
+            await wait_until(lambda: app.fleet.buses["bus-03"].offline_at == at("10:25"), message="live offline")
+            table.sync(force=True)
+            assert row("bus-03")[1] == "coupée 10:25" and table.get_row_at(0)[0].plain != "bus-03"
+            # ... and silent half an hour later, still at its planned stop.
+            now[0] = at("11:00")
+            table.sync(force=True)
+            assert row("bus-03")[1] == "MUET 10:25" and table.get_row("bus-03")[1].style == "bold red"
+            assert table.get_row_at(0)[0].plain == "bus-03" and row("bus-02")[1] == "coupée —"
+            await wait_until(lambda: "1 à surveiller" in screen_text(app), message="one problem counted")
+
+            # The bus screen says why it is quiet and shows today's stops with their visitors.
+            table.move_cursor(row=table.get_row_index("bus-01"))
+            await pilot.press("enter")
+            assert isinstance(app.screen, BusScreen)
+            await wait_until(lambda: "Aujourd'hui" in screen_text(app), message="today's panel")
+            text = screen_text(app)
+            assert "en ligne depuis 09:06" in text and "avant : coupée depuis 08:30" in text
+            assert "120 événements à recevoir" in text
+            assert "09:00-12:00" in text and "Pionsat" in text and "arrivé 09:05" in text and "7 visiteurs" in text
+            assert "14:00-17:00" in text and "pas encore" in text and "Total : 7 visiteurs" in text
+            await pilot.press("escape")
+            await pilot.press("l")
+            await wait_until(lambda: "SILENT 10:25" in screen_text(app), message="English")
+            assert "down —" in screen_text(app)
+    finally:
+        publisher.stop()
 
 
 # --- the app with a real bus ------------------------------------------------------------------------------------
@@ -125,8 +262,10 @@ async def test_app_shows_a_real_bus_and_runs_commands(tmp_path: Path, broker: Br
             "Quai",
             "Batterie",
             "Liaison",
+            "À",
+            "venir",
             "Borne",
-            "Sessions",
+            "Visiteurs",
             "Alarmes",
         ]
         rows = [line for line in text.splitlines() if "bus-07" in line]
@@ -212,12 +351,17 @@ async def test_500_buses_render_coalesced_and_keys_keep_working(broker: Broker) 
         # Coalesced: the table was redrawn a few times per second, not once per message.
         assert table.syncs < sent / 50
         assert table.reorders <= table.syncs and table.rows_added == 500
-        # Problems first: the buses with a critical alarm (every 97th), then the offline ones (every 40th).
+        # Problems first, worst first: the buses with a critical alarm (every 97th) lead. The offline ones (every
+        # 40th) are not problems for being offline: their link is down, calmly said, and they sort by the rest.
         order = [table.get_row_at(i)[0].plain for i in range(500)]
         critical = [f"bus-{i:03d}" for i in range(500) if i % 97 == 0]
         assert order[: len(critical)] == sorted(critical)
-        offline = sorted(f"bus-{i:03d}" for i in range(500) if i % 40 == 0 and i % 97 != 0)
-        assert order[len(critical) : len(critical) + len(offline)] == offline
+        now = time.time()
+        ranks = [app.fleet.buses[bus].rank(now) for bus in order]
+        assert ranks == sorted(ranks, reverse=True)
+        offline = [f"bus-{i:03d}" for i in range(500) if i % 40 == 0]
+        assert all(table.get_row(bus)[1].plain.startswith("coupée") for bus in offline)
+        assert not any("silent" in app.fleet.buses[bus].problems(now) for bus in offline)
         text = screen_text(app)
         assert "500 bus" in text
         # The cursor still works on the full table, and opens the bus under it.
