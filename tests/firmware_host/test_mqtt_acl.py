@@ -3,6 +3,7 @@ ACL confining each bus to its own prefix while only supervisors publish commands
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
 from pathlib import Path
@@ -13,8 +14,8 @@ import pytest
 from firmware_host.api import call_once
 from firmware_host.mqtt.commands import make_request
 
-from ..conftest import make_config, wait_until
-from .mosquitto import Broker, Watcher, free_port, make_ca, make_server_cert
+from ..conftest import make_config, wait_until, wait_until_sync
+from .mosquitto import MOSQUITTO, Broker, Watcher, free_port, make_ca, make_server_cert
 
 REPO = Path(__file__).resolve().parents[2]
 MOSQ = REPO / "config" / "mosquitto"
@@ -27,10 +28,12 @@ def create_user(passwd: Path, role: str, name: str, out: Path) -> str:
     return secret.read_text().strip()
 
 
-def shipped_conf(tmp: Path, port: int, certs: dict[str, Path], passwd: Path) -> str:
-    """config/mosquitto/allervers.conf with its /etc and /var paths pointed into the test's folder."""
+def shipped_conf(tmp: Path, port: int, certs: dict[str, Path], passwd: Path, **changes: str) -> str:
+    """config/mosquitto/allervers.conf with its /etc and /var paths pointed into the test's folder (and ``changes``:
+    another value for an option it sets)."""
     text = (MOSQ / "allervers.conf").read_text()
     replacements = {
+        **{f"\n{option} ": f"\n{option} {value}\n# was: " for option, value in changes.items()},
         "listener 8883": f"listener {port} 127.0.0.1",
         "/etc/mosquitto/certs/broker.crt": str(certs["crt"]),
         "/etc/mosquitto/certs/broker.key": str(certs["key"]),
@@ -48,8 +51,14 @@ def shipped_conf(tmp: Path, port: int, certs: dict[str, Path], passwd: Path) -> 
 @pytest.fixture
 def fleet(tmp_path: Path) -> Any:
     """A broker running the shipped config: TLS, passwords for bus-a, bus-b and office, the fleet ACL."""
+    started = start_fleet(tmp_path)
+    yield started
+    started["broker"].stop()
+
+
+def start_fleet(tmp_path: Path, **changes: str) -> dict[str, Any]:
     pki = tmp_path / "pki"
-    pki.mkdir()
+    pki.mkdir(parents=True)
     ca = make_ca(pki, "fleet-ca")
     crt, key = make_server_cert(pki, "fleet-ca", "broker", "DNS:localhost,IP:127.0.0.1")
     passwd, secrets = tmp_path / "allervers.passwd", tmp_path / "secrets"
@@ -59,10 +68,12 @@ def fleet(tmp_path: Path) -> Any:
         "office": create_user(passwd, "office", "office", secrets),
     }
     port = free_port()
-    broker = Broker(tmp_path / "broker", port=port, conf=shipped_conf(tmp_path, port, {"crt": crt, "key": key}, passwd))
+    conf = shipped_conf(tmp_path, port, {"crt": crt, "key": key}, passwd, **changes)
+    broker = Broker(tmp_path / "broker", port=port, conf=conf)
     broker.start()
-    yield {"port": port, "ca": str(ca), "passwords": passwords, "secrets": secrets, "pki": pki, "broker": broker}
-    broker.stop()
+    log = tmp_path / "mosquitto.log"  # where shipped_conf sends the broker's log
+    return {"port": port, "ca": str(ca), "passwords": passwords, "secrets": secrets, "pki": pki, "broker": broker,
+            "log": log}  # fmt: skip
 
 
 def bus_config(tmp_path: Path, fleet: dict[str, Any], bus: str, **mqtt: Any) -> Any:
@@ -190,3 +201,63 @@ async def test_bad_password_and_missing_password_file(tmp_path: Path, fleet: dic
     other = await run_controller(bus_config(tmp_path / "m", fleet, "bus-b", password_file=str(missing)))
     await wait_until(lambda: other.mqtt.last_error, message="file error")
     assert other.mqtt.last_error == f"{missing}: cannot read the MQTT password file: No such file or directory"
+
+
+# --- the broker's queue: Mosquitto 2.0.11's "no maximum", and a slow office ----------------------------------
+
+
+def mosquitto_version() -> tuple[int, ...]:
+    out = subprocess.run([MOSQUITTO, "-h"], capture_output=True, text=True).stdout
+    return tuple(int(n) for n in out.split("version ", 1)[1].split()[0].split("."))
+
+
+def refusal_disconnects(fleet: dict[str, Any]) -> bool:
+    """bus-b publishes under bus-a's prefix (refused by the ACL: a PUBACK "Not authorized"), then its own status:
+    whether the broker dropped bus-b's connection in between (paho reconnects and sends the second one again)."""
+    bus_b = client(fleet, "bus-b", [])
+    try:
+        bus_b.publish("allervers/bus-a/status", b"offline")
+        assert bus_b.acks == {1: "Not authorized"}
+        bus_b.client.publish("allervers/bus-b/status", b"online", qos=1).wait_for_publish(5)
+        return f"Bad socket read/write on client {bus_b.client_id}" in fleet["log"].read_text()
+    finally:
+        bus_b.stop()
+
+
+def test_the_acl_flake_was_mosquitto_2_0_11_with_uncapped_queues(tmp_path: Path) -> None:
+    """The reproducer of the old ACL-test flake. With ``max_queued_messages 0`` ("no maximum"), Mosquitto 2.0.11
+    (Debian 12) closes a client's connection right after refusing one of its QoS 1 publishes ("Bad socket
+    read/write ... Unknown error" in its log), so the next publish fails whenever it is not already on the wire:
+    "about one run in two". With a cap, the refusal is only a refusal."""
+    uncapped = start_fleet(tmp_path / "uncapped", max_queued_messages="0")
+    try:
+        if mosquitto_version() <= (2, 0, 11):
+            assert refusal_disconnects(uncapped)
+    finally:
+        uncapped["broker"].stop()
+    shipped = start_fleet(tmp_path / "shipped")
+    try:
+        assert not any(refusal_disconnects(shipped) for _ in range(3))
+    finally:
+        shipped["broker"].stop()
+
+
+def test_a_slow_office_loses_no_event(fleet: dict[str, Any]) -> None:
+    """An office subscriber (QoS 1) that stops reading while a bus sends 5,000 events gets every one of them once it
+    reads again: the shipped queue cap (100,000) is far above Mosquitto's default (1,000), which would drop the
+    newest after acknowledging them to the bus."""
+    office = client(fleet, "office", ["allervers/bus-a/events"])
+    office.client.loop_stop()  # stops reading its socket: the broker's queue for it grows
+    bus_a = client(fleet, "bus-a", [])
+    try:
+        infos = [bus_a.client.publish("allervers/bus-a/events", b'{"seq": %d}' % i, qos=1) for i in range(5000)]
+        for info in infos:
+            info.wait_for_publish(30)
+        assert all(info.is_published() for info in infos)
+        office.client.loop_start()
+        wait_until_sync(lambda: len(office.received()) >= 5000, timeout=60, message="every event at the office")
+        assert sorted(json.loads(m.payload)["seq"] for m in office.received()) == list(range(5000))
+        assert "dropped" not in fleet["log"].read_text()
+    finally:
+        bus_a.stop()
+        office.stop()
