@@ -197,10 +197,10 @@ class BusScreen(Screen):
                  else f"{w('value.link')} : {w('unknown')}"]  # fmt: skip
         down_since = view.link.get("down_since")
         if state == "up" and isinstance(down_since, (int, float)):
-            lines.append("  " + w("link.outage", since=hhmm(down_since, now)))
+            lines.append(w("link.outage", since=hhmm(down_since, now)))
         backlog = view.backlog()
         if backlog:
-            lines.append("  " + w("link.backlog", count=backlog))
+            lines.append(w("link.backlog", count=backlog))
         stops = view.today()
         if not stops:
             lines.append(w("detail.no_day"))
@@ -208,8 +208,8 @@ class BusScreen(Screen):
         for stop in stops:
             planned = stop["planned"] or w("today.unplanned")
             reached = w("today.reached", at=hhmm(stop["at"], now)) if stop["at"] else w("today.not_reached")
-            place = f"{stop['label']} ({stop['place']})" if stop["place"] else stop["label"]
-            lines.append(f"{planned:<13} {place[:28]:<28} {reached:<14} {w('today.visitors', count=stop['visitors'])}")
+            commune = stop["label"] if len(stop["label"]) <= 22 else stop["label"][:21] + "…"
+            lines.append(f"{planned:<11}  {commune:<22}  {reached:<12}  {w('today.visitors', count=stop['visitors'])}")
         lines.append(w("today.total", count=view.visitors_today() or 0))
         return "\n".join(lines)
 
