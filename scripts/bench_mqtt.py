@@ -26,6 +26,7 @@ import paho.mqtt.client as paho  # noqa: E402
 from firmware_host.controller import Controller  # noqa: E402
 from firmware_host.mqtt.client import BrokerOptions, Session, tls_context  # noqa: E402
 from firmware_host.store import Store  # noqa: E402
+from kiosk import stats  # noqa: E402
 from tests.conftest import make_config  # noqa: E402
 from tests.firmware_host.hop import GEO, EmulatedHop  # noqa: E402
 from tests.firmware_host.mosquitto import Broker, Watcher, free_port, make_chain, seqs_in_order  # noqa: E402
@@ -33,6 +34,7 @@ from tests.firmware_host.mosquitto import Broker, Watcher, free_port, make_chain
 Row = tuple[str, str, str]
 PREFIX = "allervers/bus-bench"
 DAY_START = 1781503200.0  # a Monday 08:00 (UTC+2) in June 2026: the scripted day's clock
+STOP_KEY = "2026-06-15/63281/0900"  # the day's stop in config/tour.toml (Pionsat, Mondays 09:00-12:00)
 KEEPALIVE_S = 600  # the shipped default ([mqtt] keepalive_s): the naive publisher uses it too
 NAIVE_PREFIX = "allervers/bus-naive"  # its own topics: the office's count of our events stays ours
 TICKET_LIFETIME_S = 7200  # Mosquitto 2.0.11's TLS 1.3 session tickets (OpenSSL's default), as the broker announces
@@ -46,12 +48,18 @@ async def wait_for(condition: Any, timeout: float = 120.0, what: str = "conditio
         await asyncio.sleep(0.005)
 
 
+def record_visit(db: Any, row: dict[str, Any]) -> None:
+    stats.create_tables(db)
+    stats.record_session(db, row, clear_intent=False)
+
+
 def bus_config(tmp: Path, host: str, port: int, ca_file: Path | None = None, **mqtt: Any) -> Any:
     tls = {"tls": True, "ca_file": str(ca_file)} if ca_file is not None else {"tls": False}
     return make_config(
         tmp,
         vehicle={"id": "bus-bench", "name": "Bus de banc d'essai"},
         gpio={"pin_factory": "mock"},
+        checklist={"schedule": str(ROOT / "config" / "tour.toml")},  # Mondays: Pionsat, then Montaigut
         mqtt={"host": host, "port": port, "link_gate": "modem"} | tls | mqtt,
     )
 
@@ -345,18 +353,19 @@ async def run_day(tmp: Path, wire: Wire, drops: bool) -> dict[str, Any]:
             store.append_event("kiosk.session_started", service=service, lang="fr")
         if session is not None and second == session["end"]:
             sessions_today += 1
-            duration = round(clock[0] - session["started"])
-            store.append_event(
-                "kiosk.session_ended",
-                date="2026-06-15",
-                start_hour=int((session["started"] - DAY_START) // 3600) + 8,
-                duration_s=duration,
-                stop_key="76312",
-                stop_label="Gournay-en-Bray",
-                services=[session["service"]],
-                pages=rng.randint(0, 6),
-                ended_by=rng.choice(["visitor", "visitor", "idle"]),
-            )
+            ended = {
+                "date": "2026-06-15",
+                "start_hour": int((session["started"] - DAY_START) // 3600) + 8,
+                "duration_s": round(clock[0] - session["started"]),
+                "stop_key": STOP_KEY,
+                "stop_label": "Pionsat",
+                "services": [session["service"]],
+                "pages": rng.randint(0, 6),
+                "ended_by": rng.choice(["visitor", "visitor", "idle"]),
+            }
+            # As the kiosk does: the statistics row (the day's visitors per stop come from it), then the event.
+            store.run_sync(lambda db, row={**ended, "clock_synced": True}: record_visit(db, row))
+            store.append_event("kiosk.session_ended", **ended)
             wipe = {"ok": True, "duration_s": 1.8, "files_removed": rng.randint(20, 400)}
             store.append_event(
                 "kiosk.wipe",
@@ -399,6 +408,7 @@ async def run_day(tmp: Path, wire: Wire, drops: bool) -> dict[str, Any]:
         "duplicates": len(seen) - len(set(seen)),
         "watermark_writes": link.outbox.watermark_writes,
         "state_messages": link.state_messages,
+        "day_messages": link.day_messages,
         "events": store.last_seq,
         "changes": changes,
         "connections": connections,
@@ -428,7 +438,8 @@ def day_rows(day: dict[str, Any], dropped: dict[str, Any]) -> list[Row]:
     return [
         (
             "scripted 8 h day over GEO with TLS: IP bytes on the veth, both ways",
-            f"{day['bytes'] / 1000:.1f} kB ({day['state_messages']} state msgs, {day['events']} events,"
+            f"{day['bytes'] / 1000:.1f} kB ({day['state_messages']} state msgs, {day['day_messages']} day summaries,"
+            f" {day['events']} events,"
             f" {day['changes']} real changes, {day['pings']} keepalives at {day['ping_bytes']:.0f} B)",
             "<= 100 kB",
         ),
@@ -472,8 +483,8 @@ def prefill(db_path: Path, count: int, span_s: float = 0.0) -> None:
         "date": "2026-06-15",
         "start_hour": 10,
         "duration_s": 612,
-        "stop_key": "76312",
-        "stop_label": "Gournay-en-Bray",
+        "stop_key": STOP_KEY,
+        "stop_label": "Pionsat",
         "services": ["caf"],
         "pages": 2,
         "ended_by": "visitor",

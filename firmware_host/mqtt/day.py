@@ -27,8 +27,8 @@ def planned_stops(controller: Any, day: dt.date) -> list[dict[str, Any]]:
 
 
 async def day_summary(controller: Any, day: dt.date) -> dict[str, Any]:
-    """``{"date", "planned": [...], "stops": [{"key", "commune", "place", "at"}], "visitors": [{"key", "label",
-    "visitors"}]}`` for ``day`` (local time of the bus's clock)."""
+    """``{"date", "planned": [{"key", "commune", "place", "arrive", "depart"}], "stops": [{"key", "commune", "at"}],
+    "visitors": [{"key", "label", "visitors"}]}`` for ``day`` (local time of the bus's clock)."""
     start = dt.datetime.combine(day, dt.time()).timestamp()
     end = start + 86400
     date = day.isoformat()
@@ -47,6 +47,6 @@ async def day_summary(controller: Any, day: dt.date) -> dict[str, Any]:
     actual = []
     for ts, data in rows:
         stop = json.loads(data).get("stop")
-        if isinstance(stop, dict):
-            actual.append({**{k: stop.get(k) for k in STOP_FIELDS}, "at": round(ts)})
+        if isinstance(stop, dict):  # (the place is in the plan; an unplanned stop is named by its commune)
+            actual.append({"key": stop.get("key"), "commune": stop.get("commune"), "at": round(ts)})
     return {"date": date, "planned": planned_stops(controller, day), "stops": actual, "visitors": visitors}

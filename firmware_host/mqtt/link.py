@@ -41,7 +41,6 @@ BATCH = 250  # events read from the store per query
 SESSION_EXPIRY_S = 7 * 86400  # the broker keeps our subscriptions (and queued commands) through long outages
 BACKOFF_MIN_S, BACKOFF_MAX_S = 1.0, 300.0
 STOP_FLUSH_S = 2.0
-DAY_EVERY_S = 900.0  # the day's totals go out at most this often (a confirmed stop goes at once)
 
 
 def encode(obj: Any) -> bytes:
@@ -73,6 +72,7 @@ class MqttLink:
         self.connects = 0
         self.connect_failures = 0
         self.state_messages = 0
+        self.day_messages = 0
         self.events_sent = 0
         self.last_error: str | None = None
         self.connected_since: float | None = None
@@ -419,8 +419,11 @@ class MqttLink:
             payload["uptime_s"] = round(time.monotonic() - self.controller.started_mono)
         return payload
 
-    def _publish_state(self, components: list[str] | None, *, force: bool) -> list[str]:
-        """Publish the components (all when None) whose change is significant, or all of them with ``force``."""
+    def _publish_state(self, components: list[str] | None, *, force: bool, refresh: bool = False) -> list[str]:
+        """Publish the components (all when None) whose change is significant, or all of them with ``force``.
+        ``refresh``: the periodic refresh, which skips a component whose payload is exactly what the broker already
+        holds (retained): an event-driven component (the vehicle's inputs, the checklist) read at the same ``ts``
+        would cost a message and say nothing new."""
         session = self.session
         if session is None or not session.connected or not self.gate_open() or self._stopping:
             return []
@@ -431,6 +434,9 @@ class MqttLink:
                 continue
             payload = self._component_payload(component)
             if not force and not self.reporter.significant(self._sent_state.get(component), payload):
+                continue
+            if refresh and payload == self._acked_state.get(component) == self._sent_state.get(component):
+                self._sent_at[component] = self.monotonic()  # current at the broker: due again a period later
                 continue
             mid = session.publish(self.topics.state(component), encode(payload), retain=True, alias=True)
             self._state_mids[mid] = (component, payload)
@@ -456,7 +462,7 @@ class MqttLink:
     def tick(self) -> list[str]:
         """The periodic work (also called by the benchmark with its own clock): the refresh, new components'
         discovery."""
-        published = self._publish_state(self.refresh_due(), force=True)
+        published = self._publish_state(self.refresh_due(), force=True, refresh=True)
         if self.cfg.ha_discovery:
             self.publish_discovery(force=False)
         self.day_tick()
@@ -465,12 +471,12 @@ class MqttLink:
     # --- the day's summary ----------------------------------------------------------------------------------
 
     def day_tick(self) -> asyncio.Task | None:
-        """Send the day's summary when it is due (a stop confirmed, or sessions ended DAY_EVERY_S ago or more):
-        the task doing it, or None when nothing is due."""
+        """Send the day's summary when it is due (a stop confirmed at once; ended sessions at most once per
+        ``refresh_s``, as the state's refresh): the task doing it, or None when nothing is due."""
         session = self.session
         if session is None or not session.connected or not (self._day_changed or self._day_urgent):
             return None
-        if not self._day_urgent and self.monotonic() - self._day_sent_at < DAY_EVERY_S:
+        if not self._day_urgent and self.monotonic() - self._day_sent_at < self.cfg.refresh_s:
             return None
         self._day_changed = self._day_urgent = False
         self._day_sent_at = self.monotonic()
@@ -486,6 +492,7 @@ class MqttLink:
         if payload in self._day_mids.values():
             return False
         self._day_mids[session.publish(self.topics.day, payload, retain=True, alias=True)] = payload
+        self.day_messages += 1
         return True
 
     _pending_digest: str | None = None
@@ -567,6 +574,7 @@ class MqttLink:
             "dropped_events": self.outbox.dropped_total,
             "watermark_writes": self.outbox.watermark_writes,
             "state_messages": self.state_messages,
+            "day_messages": self.day_messages,
             "events_sent": self.events_sent,
             "commands_handled": self.commands.handled,
             "commands_rejected": self.commands.rejected,

@@ -62,7 +62,7 @@ async def test_the_day_summary_and_the_link_record_reach_the_office(tmp_path: Pa
             reached = days(office)[1]["stops"]
             assert [(s["key"], s["commune"]) for s in reached] == [(PIONSAT, "Pionsat")]
 
-            # Three visitors: their sessions wait for the next quarter hour, not one message each.
+            # Three visitors: their sessions wait for the next refresh period (an hour), not one message each.
             def record_sessions(db: Any) -> None:
                 stats.create_tables(db)
                 for hour in (10, 10, 11):
@@ -76,9 +76,9 @@ async def test_the_day_summary_and_the_link_record_reach_the_office(tmp_path: Pa
                 await controller.store.append_event("kiosk.session_ended", stop_key=PIONSAT, services=["caf"])
             await wait_until(lambda: link.outbox.delivered == controller.store.last_seq, message="events sent")
             assert link.day_tick() is None
-            mono[0] += 600
+            mono[0] += cfg.mqtt.refresh_s - 1
             assert link.day_tick() is None
-            mono[0] += 301
+            mono[0] += 1
             due = link.day_tick()
             assert due is not None and await due is True
             await wait_until(lambda: len(days(office)) == 3, message="the visitors in the summary")
