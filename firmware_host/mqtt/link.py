@@ -89,7 +89,7 @@ class MqttLink:
         self._day_acked: bytes | None = None  # the day's summary the broker holds (as far as we know)
         self._day_mids: dict[int, bytes] = {}
         self._day_changed = True  # a session ended or a stop was confirmed since the last summary
-        self._day_urgent = True  # ... a stop: send without waiting for DAY_EVERY_S
+        self._day_urgent = True  # ... a stop, or a new connection: send without waiting for refresh_s
         self._day_sent_at = -1e18
         self._flush_scheduled = False
         self._refused: str | None = None
@@ -333,7 +333,8 @@ class MqttLink:
                     self._acked_state[component] = payload
                     self._acked_at[component] = now
                 elif not delivered:
-                    log.error("mqtt: the broker refused the %s state (%s)", component or "status", reason)
+                    what = f"{component} state" if component else "status or link record"
+                    log.error("mqtt: the broker refused the %s (%s): check its ACL", what, reason)
             elif mid in self._day_mids:
                 payload = self._day_mids.pop(mid)
                 if delivered:

@@ -152,17 +152,17 @@ class BusView:
                         "visitors": visitors.pop(key, 0),
                     }
                 )
-        for key, at in reached.items():
-            rows.append({"label": labels.get(key) or "?", "place": "", "planned": None, "at": at, "visitors": 0})
-        for rest in self.day.get("visitors") or []:
-            if isinstance(rest, dict) and rest.get("key") in visitors:  # sessions tagged with a stop not listed
-                count = visitors.pop(rest.get("key"))
-                row = next((r for r in rows if r["planned"] is None and r["label"] == rest.get("label")), None)
-                if row is not None:
-                    row["visitors"] = count
-                else:
-                    rows.append({"label": rest.get("label") or "?", "place": "", "planned": None, "at": None,
-                                 "visitors": count})  # fmt: skip
+        unplanned = {
+            key: {"label": labels.get(key) or "?", "place": "", "planned": None, "at": at, "visitors": 0}
+            for key, at in reached.items()
+        }
+        for v in self.day.get("visitors") or []:
+            if isinstance(v, dict) and v.get("key") in visitors:  # sessions at a stop the tour does not list
+                row = unplanned.setdefault(
+                    v.get("key"), {"label": v.get("label") or "?", "place": "", "planned": None, "at": None}
+                )
+                row["visitors"] = visitors.pop(v.get("key"))
+        rows.extend(unplanned.values())
         return rows
 
     def visitors_today(self) -> int | None:

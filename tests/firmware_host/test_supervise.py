@@ -155,6 +155,15 @@ def test_the_office_tells_a_link_down_from_a_silent_bus() -> None:
     fleet.apply(f"{bus}/day", json.dumps({**day, "stops": [*day["stops"], extra]}).encode())
     assert view.today()[-1] == {"label": "Menat", "place": "", "planned": None, "at": at("17:30"), "visitors": 0}
     assert view.visitors_today() == 7
+    # Sessions at stops off the plan: with the stop reached, or tagged with a stop never confirmed.
+    visitors = [*day["visitors"], {"key": extra["key"], "label": "Menat", "visitors": 2},
+                {"key": "76312", "label": "Gournay-en-Bray", "visitors": 1}]  # fmt: skip
+    fleet.apply(f"{bus}/day", json.dumps({**day, "stops": [*day["stops"], extra], "visitors": visitors}).encode())
+    assert [(r["label"], r["at"], r["visitors"]) for r in view.today()[2:]] == [
+        ("Menat", at("17:30"), 2),
+        ("Gournay-en-Bray", None, 1),
+    ]
+    assert view.visitors_today() == 10
     assert fleet.apply(f"{bus}/day", b"[1, 2]") is None and "must be a JSON object" in fleet.errors[-1]
 
 
