@@ -140,19 +140,24 @@ def make_ca(d: Path, name: str) -> Path:
     return d / f"{name}.crt"
 
 
-def make_server_cert(d: Path, ca: str, name: str, san: str) -> tuple[Path, Path]:
-    (d / f"{name}.ext").write_text(f"subjectAltName={san}\nextendedKeyUsage=serverAuth\n")
-    openssl(
-        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}",
-        cwd=d,
-    )  # fmt: skip
+def sign(d: Path, name: str, ca: str, extensions: str) -> Path:
+    """``name``.csr signed by ``ca`` (``ca``.crt and ``ca``.key in ``d``) with ``extensions``: ``name``.crt."""
+    (d / f"{name}.ext").write_text(extensions)
     openssl(
         "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key", "-CAcreateserial",
         "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext",
         cwd=d,
     )  # fmt: skip
-    return d / f"{name}.crt", d / f"{name}.key"
+    return d / f"{name}.crt"
+
+
+def make_server_cert(d: Path, ca: str, name: str, san: str) -> tuple[Path, Path]:
+    openssl(
+        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}",
+        cwd=d,
+    )  # fmt: skip
+    return sign(d, name, ca, f"subjectAltName={san}\nextendedKeyUsage=serverAuth\n"), d / f"{name}.key"
 
 
 def make_chain(d: Path, san: str) -> tuple[Path, Path, Path]:
@@ -164,20 +169,10 @@ def make_chain(d: Path, san: str) -> tuple[Path, Path, Path]:
         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
         cwd=d,
     )  # fmt: skip
-    (d / "int.ext").write_text("basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n")
     openssl("req", *rsa, "-keyout", "int.key", "-out", "int.csr", "-subj", "/CN=Fleet Issuing CA 1", cwd=d)
-    openssl(
-        "x509", "-req", "-in", "int.csr", "-CA", "root.crt", "-CAkey", "root.key", "-CAcreateserial",
-        "-out", "int.crt", "-days", "2", "-extfile", "int.ext",
-        cwd=d,
-    )  # fmt: skip
-    (d / "leaf.ext").write_text(f"subjectAltName={san}\nextendedKeyUsage=serverAuth\n")
+    sign(d, "int", "root", "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n")
     openssl("req", *rsa, "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=broker", cwd=d)
-    openssl(
-        "x509", "-req", "-in", "leaf.csr", "-CA", "int.crt", "-CAkey", "int.key", "-CAcreateserial",
-        "-out", "leaf.crt", "-days", "2", "-extfile", "leaf.ext",
-        cwd=d,
-    )  # fmt: skip
+    sign(d, "leaf", "int", f"subjectAltName={san}\nextendedKeyUsage=serverAuth\n")
     chain = d / "chain.crt"
     chain.write_text((d / "leaf.crt").read_text() + (d / "int.crt").read_text())
     return d / "root.crt", chain, d / "leaf.key"
