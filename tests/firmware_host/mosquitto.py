@@ -73,6 +73,7 @@ class Broker:
         return self.workdir / f"mosquitto-{self.port}.conf"
 
     def start(self, timeout: float = 10.0) -> Broker:
+        # Started as root, mosquitto becomes user "mosquitto" and could not read the test's private files.
         self.config_path.write_text(
             self.conf
             if self.conf is not None
@@ -82,8 +83,7 @@ class Broker:
             f"{fleet_flow_control()}"
             f"log_dest file {self.log_path}\n"
             "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
-            f"{self.extra}\n" + ("user root\n" if os.geteuid() == 0 and self.conf is None else "")
-            # Started as root, mosquitto becomes user "mosquitto" and could not read the test's private files.
+            f"{self.extra}\n" + ("user root\n" if os.geteuid() == 0 and "\nuser " not in f"\n{self.extra}" else "")
         )
         self.proc = subprocess.Popen(
             [MOSQUITTO, "-c", str(self.config_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
