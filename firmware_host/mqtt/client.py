@@ -217,7 +217,7 @@ class Session:
         self.tls_resumed = False  # this connection's TLS session was resumed from the previous one's ticket
         self.receive_maximum = RECEIVE_MAXIMUM_DEFAULT
         self.messages_out = 0
-        self.payload_bytes_out = 0  # topic + payload as handed to paho (the proxy in the benchmark counts the wire)
+        self.payload_bytes_out = 0  # topic + payload as handed to paho (the benchmark counts the wire on a veth)
         self._aliases: dict[str, int] = {}
         self._alias_props: dict[int, Properties] = {}
         self._client: paho.Client | None = None

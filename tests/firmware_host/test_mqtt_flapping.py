@@ -79,7 +79,7 @@ async def test_a_flapping_link_loses_nothing_and_repeats_little(tmp_path: Path, 
                 assert max(copies[s] for s in range(1, last + 1)) <= 3, copies.most_common(5)
                 # The repeats are the few events in flight at each cut, not the backlog again and again.
                 assert sum(copies.values()) - last <= 20 * cuts, (sum(copies.values()) - last, cuts)
-                assert last > 1000 and holds >= 1
+                assert last > 500 and holds >= 1  # events kept coming throughout (20 a second when idle)
             finally:
                 office.stop()
     finally:
