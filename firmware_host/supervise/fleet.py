@@ -129,18 +129,26 @@ class BusView:
             return reported
         return max(0, last_seq - self.max_seq)
 
-    def today(self) -> list[dict[str, Any]]:
+    def day_of(self, now: float) -> dict[str, Any]:
+        """The bus's day summary if it is for the day of ``now`` (a bus not heard from today still has yesterday's
+        retained at the broker: not today's stops)."""
+        if self.day.get("date") != dt.datetime.fromtimestamp(now).date().isoformat():
+            return {}
+        return self.day
+
+    def today(self, now: float) -> list[dict[str, Any]]:
         """Today's stops: each planned one (with when it was reached, if it was) then the unplanned ones, with the
         visitors of each (sessions at the public terminal)."""
-        visitors = {v.get("key"): v.get("visitors") for v in self.day.get("visitors") or [] if isinstance(v, dict)}
+        day = self.day_of(now)
+        visitors = {v.get("key"): v.get("visitors") for v in day.get("visitors") or [] if isinstance(v, dict)}
         reached: dict[Any, Any] = {}
         labels: dict[Any, str] = {}
-        for stop in self.day.get("stops") or []:
+        for stop in day.get("stops") or []:
             if isinstance(stop, dict):
                 reached.setdefault(stop.get("key"), stop.get("at"))
                 labels[stop.get("key")] = stop.get("commune") or ""
         rows = []
-        for stop in self.day.get("planned") or []:
+        for stop in day.get("planned") or []:
             if isinstance(stop, dict):
                 key = stop.get("key")
                 rows.append(
@@ -156,7 +164,7 @@ class BusView:
             key: {"label": labels.get(key) or "?", "place": "", "planned": None, "at": at, "visitors": 0}
             for key, at in reached.items()
         }
-        for v in self.day.get("visitors") or []:
+        for v in day.get("visitors") or []:
             if isinstance(v, dict) and v.get("key") in visitors:  # sessions at a stop the tour does not list
                 row = unplanned.setdefault(
                     v.get("key"), {"label": v.get("label") or "?", "place": "", "planned": None, "at": None}
@@ -165,10 +173,11 @@ class BusView:
         rows.extend(unplanned.values())
         return rows
 
-    def visitors_today(self) -> int | None:
-        if not self.day:
+    def visitors_today(self, now: float) -> int | None:
+        day = self.day_of(now)
+        if not day:
             return None
-        return sum(v.get("visitors") or 0 for v in self.day.get("visitors") or [] if isinstance(v, dict))
+        return sum(v.get("visitors") or 0 for v in day.get("visitors") or [] if isinstance(v, dict))
 
     def problems(self, now: float) -> list[str]:
         """Problem keys, worst first (the screens translate them). A link that is merely down is not one."""

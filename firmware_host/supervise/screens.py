@@ -201,7 +201,7 @@ class BusScreen(Screen):
         backlog = view.backlog()
         if backlog:
             lines.append(w("link.backlog", count=backlog))
-        stops = view.today()
+        stops = view.today(now)
         if not stops:
             lines.append(w("detail.no_day"))
             return "\n".join(lines)
@@ -210,7 +210,7 @@ class BusScreen(Screen):
             reached = w("today.reached", at=hhmm(stop["at"], now)) if stop["at"] else w("today.not_reached")
             commune = stop["label"] if len(stop["label"]) <= 22 else stop["label"][:21] + "…"
             lines.append(f"{planned:<11}  {commune:<22}  {reached:<12}  {w('today.visitors', count=stop['visitors'])}")
-        lines.append(w("today.total", count=view.visitors_today() or 0))
+        lines.append(w("today.total", count=view.visitors_today(now) or 0))
         return "\n".join(lines)
 
     def values_text(self, view: BusView) -> str:

@@ -99,8 +99,8 @@ def row_cells(view: BusView, words: Words, now: float) -> tuple[Any, ...]:
     link_text = Text(DASH if link is None else f"{words('up') if link == 'up' else words('down')} {signal}".strip())
     if link not in (None, "up"):
         link_text.stylize("yellow")
-    visitors = view.visitors_today()
-    if visitors is None:
+    visitors = view.visitors_today(now)
+    if visitors is None:  # no summary from the bus today: its kiosk's own count, if it has a kiosk
         visitors = view.value("kiosk", "sessions_today")
     backlog = view.backlog()
     alarms = view.alarms

@@ -146,24 +146,28 @@ def test_the_office_tells_a_link_down_from_a_silent_bus() -> None:
     assert view.connectivity(at("14:05") + 3600 + 900 + 1) == ("silent", at("14:05"))
 
     # Today's stops: planned with arrival and visitors; a stop reached off the plan is listed after them.
-    assert view.today() == [
+    assert view.today(now[0]) == [
         {"label": "Pionsat", "place": "Place de la mairie", "planned": "09:00-12:00", "at": at("09:05"),
          "visitors": 7},
         {"label": "Montaigut", "place": "Parking", "planned": "14:00-17:00", "at": None, "visitors": 0},
     ]  # fmt: skip
     extra = {"key": "2026-06-15/63000/hors-planning", "commune": "Menat", "place": "", "at": at("17:30")}
     fleet.apply(f"{bus}/day", json.dumps({**day, "stops": [*day["stops"], extra]}).encode())
-    assert view.today()[-1] == {"label": "Menat", "place": "", "planned": None, "at": at("17:30"), "visitors": 0}
-    assert view.visitors_today() == 7
+    assert view.today(now[0])[-1] == {"label": "Menat", "place": "", "planned": None, "at": at("17:30"), "visitors": 0}
+    assert view.visitors_today(now[0]) == 7
     # Sessions at stops off the plan: with the stop reached, or tagged with a stop never confirmed.
     visitors = [*day["visitors"], {"key": extra["key"], "label": "Menat", "visitors": 2},
                 {"key": "76312", "label": "Gournay-en-Bray", "visitors": 1}]  # fmt: skip
     fleet.apply(f"{bus}/day", json.dumps({**day, "stops": [*day["stops"], extra], "visitors": visitors}).encode())
-    assert [(r["label"], r["at"], r["visitors"]) for r in view.today()[2:]] == [
+    assert [(r["label"], r["at"], r["visitors"]) for r in view.today(now[0])[2:]] == [
         ("Menat", at("17:30"), 2),
         ("Gournay-en-Bray", None, 1),
     ]
-    assert view.visitors_today() == 10
+    assert view.visitors_today(now[0]) == 10
+    # The next morning, before the bus is heard from: yesterday's summary is not today's.
+    tomorrow = at("08:00") + 86400
+    assert view.today(tomorrow) == [] and view.visitors_today(tomorrow) is None
+    assert view.stop_in_progress(tomorrow + 3600) is None  # nor is its plan
     assert fleet.apply(f"{bus}/day", b"[1, 2]") is None and "must be a JSON object" in fleet.errors[-1]
 
 
