@@ -609,7 +609,8 @@ async def bench_geo_drain(tmp: Path) -> list[Row]:
         wire.close()
     return [
         (
-            f"GEO hop (600 ms RTT, 2 Mbit/s, TLS): {GEO_BACKLOG:,} events after a 2 h outage, payload rate",
+            f"GEO hop (600 ms RTT, 2 Mbit/s, TLS, {hop.emulation}): {GEO_BACKLOG:,} events after a 2 h outage,"
+            " payload rate",
             f"{rate / 1000:.0f} kB/s = {100 * rate / capacity:.0f} % of the link ({capacity / 1000:.0f} kB/s)",
             ">= 80 %",
         ),

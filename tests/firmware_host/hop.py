@@ -8,8 +8,9 @@ and the userspace relay (tests/firmware_host/relay.py) inside it.
 
 The bus connects to ``hop.host:hop.port``; every frame it exchanges with the broker crosses veth "a", whose kernel
 counters (``/sys/class/net/X/statistics``) give the bytes on the wire: TCP/IP headers, ACK segments, TLS records and
-handshakes included. The broker needs a listener on ``hop.broker_host`` (:meth:`listener`). Root only (network
-namespaces); nothing leaves the machine.
+handshakes included. The broker needs a listener on ``hop.broker_host`` (:meth:`listener`). The delay and rate
+are the kernel's netem qdisc where it exists, else the relay's. Root only (network namespaces); nothing leaves the
+machine.
 """
 
 from __future__ import annotations
@@ -35,6 +36,24 @@ def _ip(*args: str) -> None:
     done = subprocess.run(["ip", *args], capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip() or done.returncode}")
+
+
+def _tc(ns: str | None, *args: str) -> None:
+    cmd = ["tc", *args] if ns is None else ["ip", "netns", "exec", ns, "tc", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: {done.stderr.strip() or done.returncode}")
+
+
+def netem_available(ns: str) -> bool:
+    """Whether this kernel has the netem qdisc: tried on the namespace's own loopback, then removed. (This project's
+    machines answer "Specified qdisc kind is unknown".)"""
+    try:
+        _tc(ns, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms")
+    except RuntimeError:
+        return False
+    _tc(ns, "qdisc", "del", "dev", "lo", "root")
+    return True
 
 
 @dataclass
@@ -69,6 +88,7 @@ class EmulatedHop:
         self.port = LISTEN_PORT
         self.broker_port = broker_port
         self.relay: subprocess.Popen | None = None
+        self.netem = False
         try:
             _ip("netns", "add", self.ns)
             _ip("-n", self.ns, "link", "set", "lo", "up")
@@ -80,10 +100,24 @@ class EmulatedHop:
                 _ip("link", "set", dev, "up")
                 _ip("-n", self.ns, "addr", "add", f"{there}/30", "dev", peer)
                 _ip("-n", self.ns, "link", "set", peer, "up")
+            # Where the kernel has netem, the hop's delay and rate are the kernel's, on both ends of veth "a" (the
+            # bus's TCP then sees the real round trip), and the relay only forwards (and still obeys down/hold).
+            self.netem = bool(delay_s or rate_bps) and netem_available(self.ns)
+            if self.netem:
+                shape = ["netem", "delay", f"{delay_s * 1000:.0f}ms", "limit", str(max(10, queue_bytes // 1500))]
+                shape += ["rate", f"{rate_bps:.0f}bit"] if rate_bps else []
+                _tc(None, "qdisc", "add", "dev", self.dev, "root", *shape)
+                _tc(self.ns, "qdisc", "add", "dev", self.dev + "n", "root", *shape)
+                delay_s, rate_bps = 0.0, 0
         except Exception:
             self.close()
             raise
         self.delay_s, self.rate_bps, self.queue_bytes = delay_s, rate_bps, queue_bytes
+
+    @property
+    def emulation(self) -> str:
+        """How the delay and rate are made: "netem" (the kernel's qdisc) or "relay" (userspace, this module's)."""
+        return "netem" if self.netem else "relay"
 
     def listener(self, cert: Path, key: Path) -> str:
         """The broker config lines for its TLS listener on this hop's far side."""
