@@ -165,8 +165,11 @@ def browser_env(user: SessionUser, home: Path, lang: str, extra: list[str], bar_
     return env
 
 
-def install_native_host(profile_dir: Path, user: SessionUser, host: Path, bar_dir: Path = BAR_DIR) -> Path:
-    """Register the session bar's bridge for this profile only (Chromium reads <user-data-dir>/NativeMessagingHosts)."""
+def install_native_host(profile_dir: Path, host: Path, bar_dir: Path = BAR_DIR) -> Path:
+    """Register the session bar's bridge for this profile only (Chromium reads <user-data-dir>/NativeMessagingHosts).
+
+    Written by the home's owner of the moment: the session host in its unit, or root before it hands the home over
+    (``wipe.hand_over_home``), never by root in a folder the visitor already holds."""
     hosts = profile_dir / "NativeMessagingHosts"
     hosts.mkdir(mode=0o700, exist_ok=True)
     manifest = hosts / f"{NATIVE_HOST_NAME}.json"
@@ -181,9 +184,6 @@ def install_native_host(profile_dir: Path, user: SessionUser, host: Path, bar_di
             }
         )
     )
-    if not user.is_self:
-        for path in (hosts, manifest):
-            os.chown(path, user.uid, user.gid)
     return manifest
 
 

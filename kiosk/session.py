@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import os
 import secrets
 import sys
 import time
@@ -30,10 +29,11 @@ from firmware_host.alarms import kiosk_rules
 from firmware_host.api import ApiError, Connection, SocketServer
 
 from . import policies, stats
-from .browser import Browser, UnitBrowser, browser_env, build_command, install_native_host
+from .browser import Browser, UnitBrowser, browser_env, build_command
+from .launch import LAUNCH_MODES, DirectLaunch, UnitLaunch
 from .printing import Cups, PrintWatch, SessionPrinting
 from .scan import MAX_PAGES, SCAN_ENV, ScanSettings
-from .wipe import KioskError, SessionUser, Wiper, WipeResult, filesystem_type, make_home
+from .wipe import KioskError, SessionUser, Wiper, WipeResult
 
 if TYPE_CHECKING:
     from firmware_host.controller import Controller
@@ -92,6 +92,7 @@ class KioskManager:
         self.session: Session | None = None
         self.user: SessionUser | None = None
         self.wiper: Wiper | None = None
+        self.mode: DirectLaunch | UnitLaunch | None = None
         self.bar_host: Path | None = None
         self.printing: SessionPrinting | None = None
         self.scan_settings: ScanSettings | None = None
@@ -133,19 +134,13 @@ class KioskManager:
     def _prepare(self) -> None:
         """Resolve the session user and the printer; a problem leaves the terminal closed, the controller running."""
         cfg = self.cfg
+        mode = LAUNCH_MODES[cfg.launch]
         try:
-            self.user = SessionUser.lookup(cfg.session_user, we_start_it=cfg.launch == "direct")
+            self.user = SessionUser.lookup(cfg.session_user, we_start_it=mode.starts_browser)
         except KioskError as exc:
             self.setup_error = str(exc)
             log.error("%s", exc)
             return
-        printing = None
-        if cfg.printer:
-            printing = SessionPrinting(Cups(cfg.cups_server), cfg.printer, self.user.name, monotonic=self.monotonic)
-        self.printing = printing
-        if cfg.scanner:
-            self.scan_settings = ScanSettings(cfg.scanner, cfg.scan_resolution, cfg.scan_mode, tuple(cfg.scan_options))
-        self.wiper = Wiper(self.user, cfg.sessions_dir, printing=printing, acts=cfg.launch == "direct")
         if cfg.session_bar:
             self.bar_host = policies.bar_host_path()
             if self.bar_host is None:
@@ -154,13 +149,17 @@ class KioskManager:
                     " (pip install the package): sessions run without the bar",
                     sys.executable,
                 )
-        fstype = filesystem_type(cfg.sessions_dir)
-        if cfg.launch == "direct" and fstype not in ("tmpfs", "ramfs"):
-            log.warning(
-                "kiosk.sessions_dir %s is on %s, not tmpfs: visitors' files will be written to storage",
-                cfg.sessions_dir,
-                fstype,
+        api_dir = Path(self.controller.config.api.kiosk_socket).parent
+        self.mode = mode.of_config(cfg, self.user, self.bar_host, api_dir)
+        if cfg.printer:
+            self.printing = SessionPrinting(
+                Cups(cfg.cups_server), cfg.printer, self.user.name, monotonic=self.monotonic
             )
+        if cfg.scanner:
+            self.scan_settings = ScanSettings(cfg.scanner, cfg.scan_resolution, cfg.scan_mode, tuple(cfg.scan_options))
+        self.wiper = self.mode.wiper(self.printing)
+        for warning in self.mode.setup_warnings():
+            log.warning("%s", warning)
 
     def _register_commands(self) -> None:
         r = self.controller.registry
@@ -406,13 +405,8 @@ class KioskManager:
 
     async def _launch(self, session: Session) -> None:
         cfg = self.cfg
-        assert self.user is not None
-        unit = cfg.launch == "unit"
-        if unit:
-            # The home is made by the session host, in the unit's own tmpfs mounted on sessions_dir.
-            session.home = Path(cfg.sessions_dir) / session.id
-        else:
-            session.home = await asyncio.to_thread(make_home, cfg.sessions_dir, session.id, self.user)
+        assert self.user is not None and self.mode is not None
+        session.home, session.bar = await self.mode.prepare(session.id, self.controller.registry)
         home = session.home
         idle_min = int((cfg.idle_timeout_s + cfg.idle_grace_s) // 60) + 2
         policy = policies.build_policy(
@@ -423,40 +417,18 @@ class KioskManager:
             idle_timeout_min=idle_min,
         )
         await asyncio.to_thread(policies.write_policy, cfg.policy_dir, policy)
-        bar_socket = None
-        if cfg.session_bar and self.bar_host is not None:
-            if unit:
-                # Beside the controller's own sockets (a directory others may cross but not list), under a name
-                # nobody can guess: the session host's sandbox sees it read-only, which is enough to connect.
-                bar_socket = Path(self.controller.config.api.kiosk_socket).parent / f"bar-{secrets.token_hex(16)}.sock"
-            else:
-                bar_socket = home / "bar.sock"
-            if len(str(bar_socket).encode()) > 107:
-                log.warning("kiosk: %s too long for a socket: no session bar", bar_socket)
-                bar_socket = None
-            else:
-                mode = 0o666 if unit else 0o600
-                session.bar = SocketServer("bar", str(bar_socket), self.controller.registry, mode=mode)
-                await session.bar.start()
-                if not unit:
-                    if not self.user.is_self:
-                        os.chown(bar_socket, self.user.uid, self.user.gid)
-                    await asyncio.to_thread(install_native_host, home / "profile", self.user, self.bar_host)
+        bar_socket = Path(session.bar.path) if session.bar is not None else None
         argv = build_command(
             cfg.browser_command,
             url=session.service.url,
             home=home,
             lang=session.lang,
-            session_bar=cfg.session_bar and bar_socket is not None,
+            session_bar=bar_socket is not None,
         )
         env = browser_env(self.user, home, session.lang, cfg.browser_env, bar_socket)
         if self.scan_settings is not None and bar_socket is not None:
             env[SCAN_ENV] = self.scan_settings.to_env()  # the bar's bridge scans, as the visitor (kiosk/scan.py)
-        if unit:
-            native = self.bar_host if bar_socket is not None else None
-            session.browser = UnitBrowser(cfg.launch_socket, argv, home=home, env=env, native_host=native)
-        else:
-            session.browser = Browser(argv, user=self.user, home=home, env=env)
+        session.browser = self.mode.browser(argv, home, env, with_bar=bar_socket is not None)
         await session.browser.start()
         log.info("kiosk: browser ready in %.2f s", session.browser.started_s or 0)
 

@@ -95,7 +95,7 @@ def start_browser(request: dict[str, Any]) -> tuple[int, int, int]:
     me = SessionUser.lookup("")
     home = make_home(str(wanted.parent), wanted.name, me)
     if request.get("native_host"):
-        install_native_host(home / "profile", me, Path(request["native_host"]))
+        install_native_host(home / "profile", Path(request["native_host"]))
     to_browser_r, to_browser_w = os.pipe()
     from_browser_r, from_browser_w = os.pipe()
     pid = os.fork()

@@ -33,6 +33,8 @@ log = logging.getLogger("allervers.kiosk")
 
 TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
 HOME_SUBDIRS = ("profile", "Downloads", "Documents", "Scans", "tmp")
+# A directory opened for *at() calls, refusing a symbolic link in its place.
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class KioskError(RuntimeError):
@@ -282,25 +284,57 @@ def clear_directory(directory: str) -> int:
     return removed
 
 
-def make_home(sessions_dir: str, session_id: str, user: SessionUser) -> Path:
-    """A fresh home for one session, owned by the session user, private (0700)."""
+def make_home(sessions_dir: str, session_id: str, user: SessionUser, *, hand_over: bool = True) -> Path:
+    """A fresh home for one session, private (0700), owned by the session user once handed over.
+
+    ``hand_over=False``: it stays ours (root's) for now, so files can be put in it safely; ``hand_over_home``
+    then gives it to the session user."""
     base = Path(sessions_dir)
     if not base.is_dir():
         base.mkdir(parents=True)
         os.chmod(base, 0o755)  # traversable by the session user; an existing one (a tmpfs, 0711) is kept as is
     home = base / session_id
     home.mkdir(mode=0o700)
-    for sub in HOME_SUBDIRS:
-        (home / sub).mkdir(mode=0o700)
+    fd = os.open(home, DIR_FLAGS)
+    try:
+        for sub in HOME_SUBDIRS:
+            os.mkdir(sub, 0o700, dir_fd=fd)
+    finally:
+        os.close(fd)
     # Chromium's file picker opens in its last folder, $HOME by default: start it in Downloads, where the session's
-    # downloads and scanned documents are (a form's "Choisir un fichier" then shows them at once).
+    # downloads and scanned documents are (a form's "Choisir un fichier" then shows them at once). Written by path:
+    # the home is still ours (0700), nobody else can enter it yet.
     preferences = home / "profile" / "Default" / "Preferences"
     preferences.parent.mkdir(mode=0o700)
     preferences.write_text(json.dumps({"selectfile": {"last_directory": str(home / "Downloads")}}))
-    if not user.is_self:
-        for path in [home, *(home / sub for sub in HOME_SUBDIRS), preferences.parent, preferences]:
-            os.chown(path, user.uid, user.gid)
+    if hand_over:
+        hand_over_home(home, user)
     return home
+
+
+def hand_over_home(home: Path, user: SessionUser) -> None:
+    """Give the session user its home: everything inside first, by descriptor and never through a link, the home
+    itself last, so nobody else can enter it while root is changing owners."""
+    if user.is_self:
+        return
+    top = os.open(home, DIR_FLAGS)
+    stack = [top]
+    try:
+        while stack:
+            fd = stack.pop()
+            try:
+                for entry in os.scandir(fd):
+                    os.chown(entry.name, user.uid, user.gid, dir_fd=fd, follow_symlinks=False)
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(os.open(entry.name, DIR_FLAGS, dir_fd=fd))
+            finally:
+                if fd != top:
+                    os.close(fd)
+        os.fchown(top, user.uid, user.gid)
+    finally:
+        for fd in stack:
+            os.close(fd)
+        os.close(top)
 
 
 def filesystem_type(path: str) -> str:

@@ -201,10 +201,9 @@ def test_the_browser_environment_is_clean(tmp_path: Path) -> None:
 
 def test_native_host_manifest_names_the_bridge_and_the_extension(tmp_path: Path) -> None:
     (tmp_path / "profile").mkdir()
-    user = SessionUser.lookup("") if os.geteuid() != 0 else SessionUser("self", os.geteuid(), os.getegid())
     host = policies.bar_host_path()
     assert host is not None and world_runnable(host)  # the entry point pip installs, else host.py (source tree)
-    manifest = json.loads(install_native_host(tmp_path / "profile", user, host).read_text())
+    manifest = json.loads(install_native_host(tmp_path / "profile", host).read_text())
     assert manifest["name"] == "fr.allervers.kiosk" and manifest["type"] == "stdio"
     assert manifest["path"] == str(host) and os.access(manifest["path"], os.X_OK)
     assert manifest["allowed_origins"] == [f"chrome-extension://{policies.bar_extension_id()}/"]
