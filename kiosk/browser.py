@@ -198,6 +198,7 @@ class Browser:
         self.process: asyncio.subprocess.Process | None = None
         self.cdp: CdpPipe | None = None
         self.started_s: float | None = None  # spawn to first DevTools answer (cold start)
+        self.host_report: dict[str, Any] | None = None  # no session host: the wipe empties the keyrings itself
 
     @property
     def pid(self) -> int | None:
@@ -297,6 +298,8 @@ class UnitBrowser:
         self.started_s: float | None = None
         self.remote_pid: int | None = None  # the browser's pid as the host sees it
         self.exit_status: int | None = None
+        # The host's last word: {"keys": {keyring: keys left}} or {"error": ...} once it has emptied the keyrings.
+        self.host_report: dict[str, Any] | None = None
         self._sock: socket.socket | None = None
         self._closed: asyncio.Future | None = None
         self._reader: asyncio.Task | None = None
@@ -366,8 +369,12 @@ class UnitBrowser:
                 buffered += chunk
                 while b"\n" in buffered:
                     line, buffered = buffered.split(b"\n", 1)
-                    with contextlib.suppress(ValueError, AttributeError):
-                        self.exit_status = int(json.loads(line).get("exited"))
+                    with contextlib.suppress(ValueError, AttributeError, TypeError):
+                        message = json.loads(line)
+                        if isinstance(message.get("wiped"), dict):
+                            self.host_report = message["wiped"]
+                        elif "exited" in message:
+                            self.exit_status = int(message["exited"])
         except OSError:
             pass
         finally:

@@ -39,6 +39,7 @@ JOB_ATTRIBUTES = (
     "job-impressions",
     "job-impressions-completed",
     "job-media-sheets-completed",
+    "job-printer-uri",
 )
 
 
@@ -52,6 +53,7 @@ class Job:
     state: str
     user: str
     pages: int  # impressions printed so far (what funders call pages); 0 when unknown
+    printer: str = ""  # the queue's name
 
     @property
     def finished(self) -> bool:
@@ -205,17 +207,18 @@ class Cups:
         )
         return next((g for n, g in groups if n == "printer"), {})
 
-    def get_jobs(self, printer: str, which: str = "all") -> list[Job]:
+    def get_jobs(self, printer: str | None, which: str = "all") -> list[Job]:
+        """The jobs of one queue, or of every queue the server has (``printer=None``)."""
         groups = self.request(
             OP_GET_JOBS,
-            f"/printers/{printer}",
+            f"/printers/{printer}" if printer else "/",
             [
-                (TAG_URI, "printer-uri", self.printer_uri(printer)),
+                (TAG_URI, "printer-uri", self.printer_uri(printer) if printer else "ipp://localhost/"),
                 (TAG_NAME, "requesting-user-name", self.user),
                 (TAG_KEYWORD, "which-jobs", which),
                 (TAG_KEYWORD, "requested-attributes", list(JOB_ATTRIBUTES)),
             ],
-            f"printer {printer!r}: Get-Jobs",
+            f"printer {printer!r}: Get-Jobs" if printer else "every queue: Get-Jobs",
         )
         jobs = []
         for name, attrs in groups:
@@ -228,6 +231,7 @@ class Cups:
                     state=JOB_STATES.get(_int(attrs.get("job-state")), "unknown"),
                     user=str(attrs.get("job-originating-user-name") or ""),
                     pages=completed,
+                    printer=str(attrs.get("job-printer-uri") or "").rsplit("/", 1)[-1],
                 )
             )
         return jobs
@@ -237,8 +241,7 @@ class Cups:
             OP_CANCEL_JOB,
             "/jobs",
             [
-                (TAG_URI, "printer-uri", self.printer_uri(printer)),
-                (TAG_INTEGER, "job-id", job_id),
+                (TAG_URI, "job-uri", f"ipp://localhost/jobs/{job_id}"),  # whichever queue holds it
                 (TAG_NAME, "requesting-user-name", self.user),
                 (TAG_BOOLEAN, "purge-job", purge),
             ],
@@ -261,22 +264,40 @@ class SpoolReport:
 
 
 class SessionPrinting:
-    """The session user's jobs on the bus's printer: wait for them to print, count their pages, purge them."""
+    """The session's jobs: wait for them to print on the bus's printer, count their pages, purge them.
+
+    A session's job is any job on any queue submitted since the session started (CUPS numbers jobs in order, so
+    every id above ``after``), whatever user name the client claimed (``lp -U`` claims any), and any job in the
+    session user's name."""
 
     def __init__(self, cups: Cups, printer: str, user: str, *, monotonic: Any = time.monotonic):
         self.cups = cups
         self.printer = printer
         self.user = user
         self.monotonic = monotonic
+        self.after: int | None = None  # the last job id before the session (None: unknown, the user's jobs only)
 
-    def user_jobs(self) -> list[Job]:
-        return [j for j in self.cups.get_jobs(self.printer, "all") if j.user == self.user]
+    def mark(self) -> int:
+        """At a session's start: every job from now on is the session's."""
+        self.after = max((j.id for j in self.cups.get_jobs(None, "all")), default=0)
+        return self.after
+
+    def session_jobs(self) -> list[Job]:
+        after = self.after
+        return [
+            j for j in self.cups.get_jobs(None, "all") if j.user == self.user or (after is not None and j.id > after)
+        ]
+
+    def printer_jobs(self) -> list[Job]:
+        """The session's jobs on the bus's printer: what the visitor waits for (paper and the bar's feedback)."""
+        return [j for j in self.session_jobs() if j.printer == self.printer]
 
     async def wait_printed(self, timeout_s: float, poll_s: float = 0.25) -> list[Job]:
-        """Let the session's jobs finish (a visitor who taps "Terminer" right after printing keeps the paper)."""
+        """Let the session's jobs on the bus's printer finish (a visitor who taps "Terminer" right after printing
+        keeps the paper); jobs on any other queue are purged without waiting."""
         deadline = self.monotonic() + timeout_s
         while True:
-            jobs = await asyncio.to_thread(self.user_jobs)
+            jobs = await asyncio.to_thread(self.printer_jobs)
             if all(j.finished for j in jobs) or self.monotonic() >= deadline:
                 return jobs
             state = await asyncio.to_thread(self.cups.printer_state, self.printer)
@@ -285,12 +306,12 @@ class SessionPrinting:
             await asyncio.sleep(poll_s)
 
     async def purge(self, timeout_s: float = 10.0, poll_s: float = 0.1) -> SpoolReport:
-        """Cancel every job of the session user and remove it from the spool and the job history.
+        """Cancel every job of the session and remove it from the spool and the job history.
 
         A job being printed is cancelled asynchronously (cupsd first stops its filters and backend), so the
-        purge is repeated until the user has no job left or ``timeout_s`` has passed.
+        purge is repeated until the session has no job left or ``timeout_s`` has passed.
         """
-        jobs = await asyncio.to_thread(self.user_jobs)
+        jobs = await asyncio.to_thread(self.session_jobs)
         # Pages are read before the purge: a purged job leaves no trace to count.
         report = SpoolReport(pages=sum(j.pages for j in jobs), jobs=len(jobs), purged=0)
         deadline = self.monotonic() + timeout_s
@@ -298,11 +319,11 @@ class SessionPrinting:
         while remaining:
             for job in remaining:
                 with contextlib.suppress(PrintError):  # already gone, or still stopping: checked again below
-                    await asyncio.to_thread(self.cups.cancel_job, self.printer, job.id, purge=True)
+                    await asyncio.to_thread(self.cups.cancel_job, job.printer, job.id, purge=True)
             if self.monotonic() >= deadline:
                 break
             await asyncio.sleep(poll_s)
-            remaining = await asyncio.to_thread(self.user_jobs)
+            remaining = await asyncio.to_thread(self.session_jobs)
         report.purged = report.jobs - len(remaining)
         return report
 
@@ -388,7 +409,7 @@ class PrintWatch:
     async def poll(self) -> None:
         """One reading from CUPS; a CUPS that does not answer shows nothing (the wipe reports it if it lasts)."""
         try:
-            jobs = await asyncio.to_thread(self.printing.user_jobs)
+            jobs = await asyncio.to_thread(self.printing.printer_jobs)
             printer = None
             if any(not j.finished for j in jobs):
                 printer = await asyncio.to_thread(self.printing.cups.printer_state, self.printing.printer)

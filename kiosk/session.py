@@ -31,9 +31,9 @@ from firmware_host.api import ApiError, Connection, SocketServer
 from . import policies, stats
 from .browser import Browser, UnitBrowser, browser_env, build_command
 from .launch import LAUNCH_MODES, DirectLaunch, UnitLaunch
-from .printing import Cups, PrintWatch, SessionPrinting
+from .printing import Cups, PrintError, PrintWatch, SessionPrinting
 from .scan import MAX_PAGES, SCAN_ENV, ScanSettings
-from .wipe import KioskError, SessionUser, Wiper, WipeResult
+from .wipe import KioskError, SessionUser, Wiper, WipeResult, user_processes
 
 if TYPE_CHECKING:
     from firmware_host.controller import Controller
@@ -278,6 +278,8 @@ class KioskManager:
             self.phase = "idle"
             self._publish()
             return
+        if intent and self.printing is not None and isinstance(intent.get("print_after"), int):
+            self.printing.after = intent["print_after"]
         result = await self._wipe(print_wait_s=0.0, session_ids=(), trigger="startup")
         if intent:
             # A session a crash or a power cut interrupted: it still counts, with what is known of it.
@@ -298,14 +300,23 @@ class KioskManager:
         self.phase = "idle"
         self._publish()
 
-    async def _wipe(self, *, print_wait_s: float, session_ids: tuple[int, ...], trigger: str) -> WipeResult:
+    async def _wipe(
+        self,
+        *,
+        print_wait_s: float,
+        session_ids: tuple[int, ...],
+        trigger: str,
+        host_report: dict[str, Any] | None = None,
+    ) -> WipeResult:
         assert self.wiper is not None
         self.wipe_phase = "stopping"
 
         def on_phase(name: str) -> None:
             self.wipe_phase = name
 
-        result = await self.wiper.wipe(session_ids=session_ids, print_wait_s=print_wait_s, on_phase=on_phase)
+        result = await self.wiper.wipe(
+            session_ids=session_ids, print_wait_s=print_wait_s, on_phase=on_phase, host_report=host_report
+        )
         with contextlib.suppress(OSError):
             policies.remove_policy(self.cfg.policy_dir)
         self.wipe_phase = None
@@ -351,7 +362,14 @@ class KioskManager:
                 raise ApiError(f"service {service_id!r} needs the Internet link, which is down")
             if lang not in LANGS:
                 raise ApiError(f"lang must be one of {', '.join(LANGS)}")
-            assert self.user is not None
+            assert self.user is not None and self.wiper is not None
+            await self._refuse_if_visitor_running()
+            print_after = None
+            if self.printing is not None:
+                try:
+                    print_after = await asyncio.to_thread(self.printing.mark)
+                except PrintError as exc:
+                    raise ApiError(f"the terminal is not available (printing: {exc})") from None
             now_wall, now_mono = self.controller.clock(), self.monotonic()
             when = dt.datetime.fromtimestamp(now_wall)
             stop_key, stop_label = self._stop_tag()
@@ -379,6 +397,7 @@ class KioskManager:
                 "stop_key": stop_key,
                 "stop_label": stop_label,
                 "services": session.services,
+                "print_after": print_after,  # every later job is the session's, even after a power cut
             }
             await self._store().run(lambda db: stats.write_meta(db, {"intent": intent}))
             try:
@@ -402,6 +421,20 @@ class KioskManager:
             session.watcher = asyncio.get_running_loop().create_task(self._watch_browser(session))
             self._arm()
             return session
+
+    async def _refuse_if_visitor_running(self) -> None:
+        """No session while a process of the session user runs (a leftover could read the next visitor's files):
+        the terminal stays closed with the wipe's alarm until a wipe (kiosk.open) verifies again."""
+        assert self.user is not None
+        if self.user.is_self:
+            return  # the controller's own user: its processes are not the visitor's
+        running = await asyncio.to_thread(user_processes, self.user.uid)
+        if running:
+            self.wipe_problems = [
+                f"{len(running)} process(es) of {self.user.name} running before a session (pid {running[0]})"
+            ]
+            self._publish()
+            raise ApiError(f"the terminal is not available (wipe_failed: {self.wipe_problems[0]})")
 
     async def _launch(self, session: Session) -> None:
         cfg = self.cfg
@@ -490,11 +523,15 @@ class KioskManager:
                 if session.print_task is not None:
                     session.print_task.cancel()
                 sids: tuple[int, ...] = ()
+                host_report = None
                 if session.browser is not None:
                     sids = (session.browser.session_id,) if session.browser.session_id else ()
                     await session.browser.kill()
+                    host_report = session.browser.host_report
                 wait_s = self.cfg.print_wait_s if wait_print and reason not in ("ignition",) else 0.0
-                result = await self._wipe(print_wait_s=wait_s, session_ids=sids, trigger=reason)
+                result = await self._wipe(
+                    print_wait_s=wait_s, session_ids=sids, trigger=reason, host_report=host_report
+                )
                 row = {**intent_update, "pages": result.pages, "clock_synced": self.controller.clock_synced()}
                 row_id = await self._store().run(lambda db: stats.record_session(db, row, clear_intent=result.ok))
                 await self._emit("kiosk.session_ended", **self._public_row(row))

@@ -15,7 +15,12 @@ The protocol, on the connection (our stdin, ``StandardInput=socket``), JSON line
   (SCM_RIGHTS: read end, write end), or ``{"ok": false, "error"}``;
 - host -> controller: ``{"exited": status}`` when the browser exits by itself;
 - controller -> host: ``{"end": true}`` (or simply closing the connection): kill every process of the session user,
-  then exit.
+  empty its kernel keyrings (which outlive the unit), then exit;
+- host -> controller, last: ``{"wiped": {"keys": {keyring: keys left}}}`` (or ``{"wiped": {"error"}}``), which the
+  controller's verification reads.
+
+Before starting the browser the host empties the keyrings too, and refuses to start if it cannot: whatever an
+earlier session left there (a host killed before its end) never reaches the next visitor.
 """
 
 from __future__ import annotations
@@ -89,8 +94,12 @@ def start_browser(request: dict[str, Any]) -> tuple[int, int, int]:
 
     Returns (pid, the controller's read end, the controller's write end)."""
     from .browser import install_native_host
+    from .keyrings import empty_keyrings
     from .wipe import SessionUser, make_home
 
+    left = {name: n for name, n in empty_keyrings().items() if n}
+    if left:
+        raise HostError(f"keys of an earlier session left in the keyrings and not removable: {left}")
     wanted = Path(request["home"])
     me = SessionUser.lookup("")
     home = make_home(str(wanted.parent), wanted.name, me)
@@ -125,10 +134,17 @@ def _asks_end(buffered: bytes) -> bool:
     return b"\n" in buffered
 
 
-def kill_everything() -> None:
-    """SIGKILL every process of our user but ourselves, in one kernel walk (kill(-1) skips the caller)."""
+def kill_everything() -> dict[str, Any]:
+    """SIGKILL every process of our user but ourselves, in one kernel walk (kill(-1) skips the caller), then empty
+    the user's keyrings; returns what is left in them (the controller's verification reads it)."""
+    from .keyrings import empty_keyrings
+
     with contextlib.suppress(ProcessLookupError):
         os.kill(-1, signal.SIGKILL)
+    try:
+        return {"keys": empty_keyrings()}
+    except OSError as exc:
+        return {"error": str(exc)}
 
 
 def serve(sock: socket.socket) -> int:
@@ -170,7 +186,9 @@ def serve(sock: socket.socket) -> int:
         buffered += chunk
         if len(buffered) > MAX_REQUEST or _asks_end(buffered):
             break
-    kill_everything()
+    report = kill_everything()
+    with contextlib.suppress(OSError):
+        _send(sock, {"wiped": report})
     return 0
 
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import logging
 import os
 import pwd
-import shutil
 import signal
 import stat
 import sys
@@ -27,11 +27,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import keyrings
 from .printing import PrintError, SessionPrinting
 
 log = logging.getLogger("allervers.kiosk")
+KEYRINGS_SOURCE = Path(keyrings.__file__).read_text()
 
-TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+# Every shared folder a visitor's process can write in on Debian (see the README's privacy section): the temporary
+# folders, /run/lock (/var/lock links to it), POSIX message queues, and the cron and at spools (writable through
+# crontab and at, which the installer denies to the session user: swept anyway).
+SHARED_DIRS = (
+    "/tmp",
+    "/var/tmp",
+    "/dev/shm",
+    "/run/lock",
+    "/dev/mqueue",
+    "/var/spool/cron/crontabs",
+    "/var/spool/cron/atjobs",
+    "/var/spool/cron/atspool",
+)
+SYSV_IPC = ("shm", "msg", "sem")  # /proc/sysvipc/<kind>: shared memory, message queues, semaphore sets
+IPC_RMID = 0
 HOME_SUBDIRS = ("profile", "Downloads", "Documents", "Scans", "tmp")
 # A directory opened for *at() calls, refusing a symbolic link in its place.
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -97,7 +113,7 @@ def world_runnable(path: str | os.PathLike) -> bool:
 
 
 def _kill_helper() -> str:
-    """A Python the session user can run, for the kill(-1) below (the venv's may sit in root's home)."""
+    """A Python the session user can run, for ``run_as_visitor`` (the venv's may sit in root's home)."""
     for candidate in ("/usr/bin/python3", sys.executable):
         if world_runnable(candidate):
             return candidate
@@ -117,6 +133,100 @@ class WipeResult:
     def summary(self) -> dict[str, Any]:
         """What the state model shows as ``last_wipe``."""
         return {"ok": self.ok, "duration_s": round(self.duration_s, 3), "files_removed": self.files_removed}
+
+
+async def run_as_visitor(user: SessionUser) -> dict[str, Any]:
+    """Run ``kiosk/keyrings.py`` as the session user: it kills every process of the user but itself, in one kernel
+    walk, and empties the user's keyrings, which only the user's own process can reach. Returns its report:
+    ``{"keys": {keyring: keys left}}`` or ``{"error": ...}``."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            _kill_helper(),
+            "-I",
+            "-S",
+            "-c",
+            KEYRINGS_SOURCE,
+            user=user.uid,
+            group=user.gid,
+            extra_groups=[],
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={"PATH": "/usr/bin:/bin"},
+            cwd="/",
+        )
+        out, err = await proc.communicate()
+    except OSError as exc:
+        return {"error": f"cannot run {_kill_helper()} as {user.name}: {exc}"}
+    try:
+        report = json.loads(out.decode(errors="replace").strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        tail = err.decode(errors="replace").strip()[-200:]
+        return {"error": f"the helper run as {user.name} exited {proc.returncode} without a report: {tail}"}
+    return report if isinstance(report, dict) else {"error": f"unexpected helper report {report!r}"}
+
+
+def keys_problem(user: SessionUser, report: dict[str, Any] | None) -> str | None:
+    """What a keyring report (from ``run_as_visitor`` or the session host) says is left, or None."""
+    if report is None:
+        return None
+    if "error" in report:
+        return f"keyrings of {user.name} not emptied: {report['error']}"
+    left = {name: n for name, n in (report.get("keys") or {}).items() if n}
+    if left:
+        return f"keys of {user.name} left in its keyrings: " + ", ".join(f"{n} in {name}" for name, n in left.items())
+    return None
+
+
+# --- System V and POSIX IPC --------------------------------------------------------------------------------
+
+
+def sysv_objects(uid: int) -> list[tuple[str, int]]:
+    """(kind, id) of every System V IPC object the user created or owns (its owner can give it to anyone)."""
+    found = []
+    for kind in SYSV_IPC:
+        try:
+            lines = Path(f"/proc/sysvipc/{kind}").read_text().splitlines()
+        except OSError:
+            continue
+        if not lines:
+            continue
+        header = lines[0].split()
+        id_col, uid_col, cuid_col = 1, header.index("uid"), header.index("cuid")
+        for line in lines[1:]:
+            cols = line.split()
+            if len(cols) > max(uid_col, cuid_col) and uid in (int(cols[uid_col]), int(cols[cuid_col])):
+                found.append((kind, int(cols[id_col])))
+    return found
+
+
+def remove_sysv(uid: int) -> int:
+    """IPC_RMID every System V object of the user (root may); how many went."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    calls = {
+        "shm": lambda i: libc.shmctl(i, IPC_RMID, None),
+        "msg": lambda i: libc.msgctl(i, IPC_RMID, None),
+        "sem": lambda i: libc.semctl(i, 0, IPC_RMID),
+    }
+    return sum(1 for kind, ident in sysv_objects(uid) if calls[kind](ident) == 0)
+
+
+def _mqueue_mounted(where: str = "/dev/mqueue") -> bool:
+    with contextlib.suppress(OSError):
+        return any(line.split()[1:3] == [where, "mqueue"] for line in Path("/proc/mounts").read_text().splitlines())
+    return False
+
+
+def ensure_mqueue_mounted(where: str = "/dev/mqueue") -> None:
+    """POSIX message queues are only visible (to sweep and to check) where their filesystem is mounted: systemd
+    mounts it on Debian; a machine without it (a container) gets it here."""
+    if _mqueue_mounted(where):
+        return
+    os.makedirs(where, exist_ok=True)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(b"mqueue", where.encode(), b"mqueue", 0, None) != 0:
+        err = ctypes.get_errno()
+        raise KioskError(f"cannot mount the POSIX message queues on {where}: {os.strerror(err)}")
 
 
 # --- processes ----------------------------------------------------------------------------------------------
@@ -183,25 +293,6 @@ async def kill_user_processes(
             return user_processes(uid=user.uid)
 
     found = set(await asyncio.to_thread(targets))
-    if found and kill and not user.is_self and os.geteuid() == 0:
-        # kill(-1) from a process running as the user reaches all of that user's processes in one kernel walk,
-        # which a fork loop cannot outrun; the /proc sweep below catches anything setuid'd in between.
-        with contextlib.suppress(OSError):
-            proc = await asyncio.create_subprocess_exec(
-                _kill_helper(),
-                "-I",
-                "-S",
-                "-c",
-                "import os, signal\ntry: os.kill(-1, signal.SIGKILL)\nexcept ProcessLookupError: pass",
-                user=user.uid,
-                group=user.gid,
-                extra_groups=[],
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-                env={"PATH": "/usr/bin:/bin"},
-            )
-            await proc.wait()
     deadline = time.monotonic() + timeout_s
     while True:
         alive = await asyncio.to_thread(targets)
@@ -220,21 +311,56 @@ async def kill_user_processes(
 # --- files --------------------------------------------------------------------------------------------------
 
 
-def _count_tree(path: str) -> int:
-    count = 1
-    for _root, dirs, files in os.walk(path, followlinks=False):
-        count += len(dirs) + len(files)
-    return count
+def remove_tree(parent_fd: int | None, name: str) -> int:
+    """Remove a directory and everything in it; returns how many entries went.
+
+    Iterative and by descriptor: no depth exhausts the recursion limit or the file-descriptor table (one directory
+    is open at a time, the way back up is ".."), no name or path length matters, and no symbolic link is followed.
+    """
+    fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
+    names: list[str] = []  # the path below ``name``, to remove each directory from its parent once empty
+    removed = 0
+    try:
+        while True:
+            sub = None
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        sub = entry.name
+                        break
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.name, dir_fd=fd)
+                        removed += 1
+            if sub is not None:
+                child = os.open(sub, DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = child
+                names.append(sub)
+                continue
+            if not names:
+                break
+            parent = os.open("..", DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            os.rmdir(names.pop(), dir_fd=fd)  # a mount point stays: EBUSY, and the verification names it
+            removed += 1
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=parent_fd)
+    return removed + 1
 
 
-def _remove(path: str, st: os.stat_result) -> int:
-    """Remove one entry (a whole tree for a directory); returns how many entries went."""
-    if stat.S_ISDIR(st.st_mode):
-        count = _count_tree(path)
-        shutil.rmtree(path)  # fd-based on Linux: a symlink swapped in cannot redirect it
-        return count
-    os.unlink(path)
-    return 1
+def _remove(path: str) -> int:
+    """Remove one entry (a whole tree for a directory) by descriptor from its parent; how many entries went."""
+    parent, name = os.path.split(path)
+    pfd = os.open(parent, DIR_FLAGS)
+    try:
+        if stat.S_ISDIR(os.lstat(name, dir_fd=pfd).st_mode):
+            return remove_tree(pfd, name)
+        os.unlink(name, dir_fd=pfd)
+        return 1
+    finally:
+        os.close(pfd)
 
 
 def owned_entries(root: str, uid: int) -> list[str]:
@@ -267,10 +393,8 @@ def remove_owned(root: str, uid: int) -> int:
     """Remove what ``uid`` owns under ``root``; what we may not remove is left for the verification to report."""
     removed = 0
     for path in owned_entries(root, uid):
-        try:
-            removed += _remove(path, os.lstat(path))
-        except (FileNotFoundError, PermissionError):
-            continue
+        with contextlib.suppress(OSError):
+            removed += _remove(path)
     return removed
 
 
@@ -279,8 +403,8 @@ def clear_directory(directory: str) -> int:
     removed = 0
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(directory):
-            with contextlib.suppress(FileNotFoundError):
-                removed += _remove(entry.path, entry.stat(follow_symlinks=False))
+            with contextlib.suppress(OSError):  # what stays is named by the verification
+                removed += _remove(entry.path)
     return removed
 
 
@@ -356,7 +480,10 @@ def filesystem_type(path: str) -> str:
 
 
 class Wiper:
-    """Wipes and verifies; one instance per kiosk, used at every session end and at start-up."""
+    """Wipes and verifies; one instance per kiosk, used at every session end and at start-up.
+
+    The verification looks, from scratch, at every place the sweep clears (and in unit mode, where the controller
+    sweeps nothing, at the same places): a wipe that says ok has left nothing of the visitor in any of them."""
 
     def __init__(
         self,
@@ -364,22 +491,29 @@ class Wiper:
         sessions_dir: str,
         *,
         printing: SessionPrinting | None = None,
-        tmp_dirs: tuple[str, ...] = TMP_DIRS,
+        shared_dirs: tuple[str, ...] = SHARED_DIRS,
         kill_timeout_s: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
         acts: bool = True,
     ):
         """``acts``: kill and remove, then verify (``launch = "direct"``: the controller started the browser).
         False: only wait for the session's unit to have ended and verify (``launch = "unit"``: the host kills
-        every visitor process, systemd kills the rest of the unit's cgroup and its tmpfs mounts die with it; the
-        controller holds no privilege, and the verification must not be helped by one)."""
+        every visitor process and empties its keyrings, systemd kills the rest of the unit's cgroup and its tmpfs
+        mounts and IPC namespace die with it; the controller holds no privilege, and the verification must not be
+        helped by one)."""
         self.acts = acts
         self.user = user
         self.sessions_dir = sessions_dir
         self.printing = printing
-        self.tmp_dirs = tmp_dirs
+        self.shared_dirs = shared_dirs
         self.kill_timeout_s = kill_timeout_s
         self.monotonic = monotonic
+        self._mqueue_checked = False
+
+    @property
+    def sweeps_user(self) -> bool:
+        """Everything of the session user is ours to remove (not when it is the controller's own user)."""
+        return self.acts and not self.user.is_self and os.geteuid() == 0
 
     async def wipe(
         self,
@@ -387,16 +521,25 @@ class Wiper:
         session_ids: Iterable[int] = (),
         print_wait_s: float = 0.0,
         on_phase: Callable[[str], None] | None = None,
+        host_report: dict[str, Any] | None = None,
     ) -> WipeResult:
+        """``host_report``: in unit mode, what the session host said of the keyrings it emptied (None: no host
+        ran, or it died first: the next host empties them before starting anything)."""
         started = self.monotonic()
         problems: list[str] = []
         phase = on_phase or (lambda _p: None)
         sids = list(session_ids)
 
         phase("stopping")
-        killed, alive = await kill_user_processes(
+        killed = 0
+        keys_report = host_report
+        if self.sweeps_user:
+            killed = len(await asyncio.to_thread(user_processes, self.user.uid))
+            keys_report = await run_as_visitor(self.user)  # kill(-1) as the user, then its keyrings
+        more, alive = await kill_user_processes(
             self.user, session_ids=sids, timeout_s=self.kill_timeout_s, kill=self.acts
         )
+        killed += more
         if alive:
             problems.append(f"processes of {self.user.name} still running: {', '.join(map(str, alive[:10]))}")
 
@@ -416,6 +559,8 @@ class Wiper:
 
         phase("verifying")
         problems += await asyncio.to_thread(self._verify, sids)
+        if (problem := keys_problem(self.user, keys_report)) is not None:
+            problems.append(problem)
         result = WipeResult(
             ok=not problems,
             duration_s=self.monotonic() - started,
@@ -433,13 +578,18 @@ class Wiper:
         if not self.acts:
             return 0  # nothing of the session is ours to remove: the verification below looks anyway
         removed = clear_directory(self.sessions_dir)
-        if not self.user.is_self:
-            for root in self.tmp_dirs:
+        if self.sweeps_user:
+            if not self._mqueue_checked:
+                with contextlib.suppress(KioskError):  # then the verification cannot see them either: named there
+                    ensure_mqueue_mounted()
+                self._mqueue_checked = True
+            for root in self.shared_dirs:
                 removed += remove_owned(root, self.user.uid)
+            removed += remove_sysv(self.user.uid)
         return removed
 
     def _verify(self, session_ids: list[int]) -> list[str]:
-        """Check from scratch: no process, no file, no print job of the session user left."""
+        """Check from scratch: no process, file, IPC object or print job of the session user left."""
         problems = []
         if self.user.is_self:
             alive = sorted({p for s in session_ids for p in user_processes(sid=s)})
@@ -452,16 +602,23 @@ class Wiper:
             if left:
                 problems.append(f"{self.sessions_dir} not empty: {', '.join(sorted(left)[:5])}")
         if not self.user.is_self:
-            for root in self.tmp_dirs:
+            for root in self.shared_dirs:
                 owned = owned_entries(root, self.user.uid)
                 if owned:
-                    problems.append(f"{len(owned)} file(s) of {self.user.name} left in {root} ({owned[0]})")
+                    problems.append(f"{len(owned)} file(s) of {self.user.name} left in {root} ({owned[0]!r})")
+            ipc = sysv_objects(self.user.uid)
+            if ipc:
+                kinds = ", ".join(f"{kind} {ident}" for kind, ident in ipc[:5])
+                problems.append(f"{len(ipc)} System V IPC object(s) of {self.user.name} left ({kinds})")
+            if self.sweeps_user and not _mqueue_mounted():
+                problems.append(f"POSIX message queues of {self.user.name} not checked: /dev/mqueue is not mounted")
         if self.printing is not None:
             try:
-                remaining = self.printing.user_jobs()
+                remaining = self.printing.session_jobs()
             except PrintError as exc:
                 problems.append(f"print spool not checked: {exc}")
             else:
                 if remaining:
-                    problems.append(f"{len(remaining)} print job(s) of {self.user.name} left")
+                    where = ", ".join(f"{j.printer} job {j.id} of {j.user!r}" for j in remaining[:5])
+                    problems.append(f"{len(remaining)} print job(s) of the session left ({where})")
         return problems

@@ -105,7 +105,7 @@ def cupsd() -> Iterator[Any]:
 
 
 def visitor_traces(uid: int) -> list[str]:
-    """Files of the session user left in the shared temporary folders."""
-    from kiosk.wipe import TMP_DIRS, owned_entries
+    """Files of the session user left in the shared folders it can write in."""
+    from kiosk.wipe import SHARED_DIRS, owned_entries
 
-    return [p for root in TMP_DIRS for p in owned_entries(root, uid)]
+    return [p for root in SHARED_DIRS for p in owned_entries(root, uid)]

@@ -79,7 +79,7 @@ def test_pages_counted_then_jobs_purged_over_the_unix_socket(cupsd: CupsServer, 
     assert any(name.endswith(f"{job:05d}") or f"{job:05d}-" in name for name in cupsd.spool_files())
     report = asyncio.run(printing.purge())
     assert (report.pages, report.jobs, report.purged) == (3, 1, 1)
-    assert printing.user_jobs() == []
+    assert printing.session_jobs() == []
     assert not any(f"{job:05d}" in name for name in cupsd.spool_files())
 
 

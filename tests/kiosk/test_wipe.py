@@ -66,15 +66,15 @@ async def test_everything_of_the_user_goes_and_nothing_else(visitor: Any, sessio
 async def test_verification_reports_what_is_left(visitor: Any, sessions_root: Path) -> None:
     user = SessionUser.lookup(TEST_USER)
     sessions = str(sessions_root / "sessions")
-    wiper = Wiper(user, sessions, tmp_dirs=("/tmp",))
+    wiper = Wiper(user, sessions, shared_dirs=("/tmp",))
     left = "/var/tmp/akt-outside-the-swept-folders"
     as_visitor(visitor, "sh", "-c", f"echo x > {left}")
     try:
         problems = wiper._verify([])
         assert problems == []  # /var/tmp is not swept by this wiper, so not verified either
-        wiper.tmp_dirs = ("/tmp", "/var/tmp")
+        wiper.shared_dirs = ("/tmp", "/var/tmp")
         problems = wiper._verify([])
-        assert problems == [f"1 file(s) of {TEST_USER} left in /var/tmp ({left})"]
+        assert problems == [f"1 file(s) of {TEST_USER} left in /var/tmp ({left!r})"]
     finally:
         os.unlink(left)
 
