@@ -64,7 +64,9 @@ class PrivateSystemd:
         boot.write_text(
             "set -e\n"
             + "".join(f"mount -t tmpfs -o mode=0755 tmpfs {path}\n" for path in HIDDEN)
-            + "mkdir -p /run/systemd\n"
+            + "mkdir -p /run/systemd /run/lock\n"
+            # As on Debian: /run/lock a tmpfs anyone may write to (the hostile-visitor test plants there).
+            + "mount -t tmpfs -o mode=1777,size=5M tmpfs /run/lock\n"
             + stubs
             + f"cp -r {units}/. /etc/systemd/system/\n"
             + "mount -t proc proc /proc\n"
