@@ -423,6 +423,7 @@ def check_kiosk(cfg: config_mod.Config) -> list[Check]:
             checks.append(
                 Check("session user", FAIL, f"{kiosk.session_user} does not exist", "sudo scripts/install-pi.sh")
             )
+        checks.append(check_schedulers(kiosk.session_user))
     if kiosk.scanner:
         checks.append(check_scanner(kiosk.scanner, kiosk.session_user))
     return checks
@@ -453,6 +454,24 @@ def check_scanner(device: str, session_user: str) -> Check:
             "switch the scanner on and plug it in; `scanimage -L` lists what SANE sees ([kiosk] scanner)",
         )
     return Check("scanner", OK, f"{device} answers")
+
+
+def check_schedulers(user: str, etc: str = "/etc") -> Check:
+    """cron and at denied to the session user: a job left by one visitor would run in the next one's session."""
+    from kiosk.wipe import schedulers_open_to
+
+    try:
+        open_to = schedulers_open_to(user, etc)
+    except OSError as exc:
+        return Check("cron and at", INFO, f"not checked: {exc.filename}: {exc.strerror} (run doctor as root)")
+    if open_to:
+        return Check(
+            "cron and at",
+            FAIL,
+            f"{' and '.join(open_to)} open to {user}: a visitor could leave a job for the next one",
+            "sudo scripts/install-pi.sh (adds the session user to /etc/cron.deny and /etc/at.deny)",
+        )
+    return Check("cron and at", OK, f"denied to {user}")
 
 
 # --- running them all -----------------------------------------------------------------------------------------

@@ -461,6 +461,24 @@ def hand_over_home(home: Path, user: SessionUser) -> None:
         os.close(top)
 
 
+def schedulers_open_to(user: str, etc: str = "/etc") -> list[str]:
+    """Which of cron and at ``user`` may use, read as crontab(1) and at(1) read their files: an allow file lists
+    who may, else a deny file lists who may not, else cron is open to all (Debian) and at to root only.
+    Raises OSError when a file cannot be read."""
+    open_to = []
+    for tool, open_by_default in (("cron", True), ("at", False)):
+        allow, deny = Path(etc, f"{tool}.allow"), Path(etc, f"{tool}.deny")
+        if allow.exists():
+            allowed = user in allow.read_text().split()
+        elif deny.exists():
+            allowed = user not in deny.read_text().split()
+        else:
+            allowed = open_by_default
+        if allowed:
+            open_to.append(tool)
+    return open_to
+
+
 def filesystem_type(path: str) -> str:
     """The type of the filesystem holding ``path`` (to warn when session homes would land on the SD card)."""
     best, fstype = "", "unknown"

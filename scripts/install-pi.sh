@@ -51,6 +51,7 @@ APT_PACKAGES=(
   chromium cage foot fonts-dejavu-core # the public screen: browser, Wayland kiosk compositor, launcher terminal
   cups cups-client cups-bsd            # printing for visitors
   sane-utils sane-airscan              # scanning for visitors: scanimage; network MFPs (eSCL/WSD) without a driver
+  keyutils                             # the wipe empties the visitor's kernel keyrings (libkeyutils)
   fake-hwclock systemd-timesyncd       # no RTC: restore the last known time at boot, NTP once the link is up
   ca-certificates                      # MQTT over TLS to the association's broker
 )
@@ -87,6 +88,26 @@ ensure_user allervers         /var/lib/allervers      "allervers controller"    
 ensure_user allervers-kiosk   /run/allervers-kiosk    "allervers public screen"  video,render,input,allervers-display
 ensure_user allervers-visitor "$SESSIONS_DIR"         "allervers visitor session" allervers-display,scanner
 ensure_user allervers-console /nonexistent            "allervers driver console" allervers
+
+# cron and at would let one visitor leave a job that runs during the next visitor's session: denied to the session
+# user (a name in cron.deny / at.deny, unless an allow file already leaves it out). `allervers doctor` checks it.
+deny_scheduler() {  # deny_scheduler ALLOW DENY: append the visitor to DENY
+  local allow=$1 deny=$2
+  if [ -e "$(R "$allow")" ] && ! grep -qx allervers-visitor "$(R "$allow")"; then
+    ok "$allow leaves allervers-visitor out"
+  elif [ -e "$(R "$allow")" ]; then
+    warn "$allow lists allervers-visitor: remove it (a visitor could leave a job for the next one)"
+  elif grep -qx allervers-visitor "$(R "$deny")" 2>/dev/null; then
+    ok "$deny lists allervers-visitor"
+  else
+    act "add allervers-visitor to $deny" append_line "$deny" allervers-visitor
+  fi
+}
+append_line() { mkdir -p "$(dirname "$(R "$1")")" && printf '%s\n' "$2" >> "$(R "$1")"; }
+if [ "$KIOSK" -eq 1 ]; then
+  deny_scheduler /etc/cron.allow /etc/cron.deny
+  deny_scheduler /etc/at.allow /etc/at.deny
+fi
 
 # --- 3. directories ---------------------------------------------------------------------------------------------
 ensure_dir /opt/allervers                  0755 root root

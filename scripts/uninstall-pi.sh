@@ -84,6 +84,19 @@ if [ -d "$(R /srv/allervers)" ]; then
   remove /srv/allervers
 fi
 
+# The install's denial of cron and at to the visitor (a file it created and left empty goes too).
+unlist() {
+  local p
+  p=$(R "$1")
+  sed -i '/^allervers-visitor$/d' "$p"
+  [ -s "$p" ] || rm -f "$p"
+}
+for deny in /etc/cron.deny /etc/at.deny; do
+  if grep -qx allervers-visitor "$(R "$deny")" 2>/dev/null; then
+    act "remove allervers-visitor from $deny" unlist "$deny"
+  fi
+done
+
 # --- 3. users (their groups go with them; gpio, video, render, input are the system's) --------------------------------
 remove_user() {
   with_root userdel "$1"

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from firmware_host import doctor
+from firmware_host.doctor import OK
+
 REPO = Path(__file__).resolve().parents[1]
 INSTALL = REPO / "scripts" / "install-pi.sh"
 UNINSTALL = REPO / "scripts" / "uninstall-pi.sh"
@@ -158,6 +161,8 @@ def test_install_for_real_then_a_second_run_changes_nothing(fresh_pi: Path) -> N
     assert dropin.read_text() == (REPO / "systemd/allervers.service.d/kiosk.conf").read_text()
     assert "allervers-visitor" not in grp["allervers-kiosk"][3]  # the visitor never reaches the kiosk socket
     assert (fresh_pi / "etc/udev/rules.d/78-allervers.rules").exists()
+    # cron and at denied to the visitor (a job of one visitor would run in the next one's session).
+    assert doctor.check_schedulers("allervers-visitor", str(fresh_pi / "etc")).status == OK
 
     after_first = snapshot(fresh_pi)
     second = run(INSTALL, fresh_pi, "--skip", "venv").stdout

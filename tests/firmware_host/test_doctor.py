@@ -239,6 +239,24 @@ def test_unit_sessions_need_the_session_socket(tmp_path: Path) -> None:
         assert doctor.check_session_socket(str(path)).status == OK
 
 
+def test_cron_and_at_must_be_denied_to_the_session_user(tmp_path: Path) -> None:
+    etc = tmp_path
+    # Nothing written: Debian's cron is open to every user (at only to root).
+    check = doctor.check_schedulers("allervers-visitor", str(etc))
+    assert check.status == FAIL and "cron open to allervers-visitor" in check.detail and "cron.deny" in check.fix
+    (etc / "cron.deny").write_text("allervers-visitor\n")
+    (etc / "at.deny").write_text("guest\n")
+    check = doctor.check_schedulers("allervers-visitor", str(etc))
+    assert check.status == FAIL and check.detail.startswith("at open to")  # a deny file not naming it
+    (etc / "at.deny").write_text("guest\nallervers-visitor\n")
+    assert doctor.check_schedulers("allervers-visitor", str(etc)).status == OK
+    (etc / "at.allow").write_text("allervers-visitor\n")  # an allow file wins over the deny file
+    check = doctor.check_schedulers("allervers-visitor", str(etc))
+    assert check.status == FAIL and check.detail.startswith("at open to")
+    (etc / "at.allow").write_text("pi\n")
+    assert doctor.check_schedulers("allervers-visitor", str(etc)).status == OK
+
+
 def test_clock() -> None:
     assert doctor.check_clock("/nonexistent/synchronized").status == WARN
 
