@@ -1,6 +1,8 @@
 // The session bar, on every page of the public terminal: which service, time left, "Terminer et tout effacer",
 // the 5- and 1-minute warnings and "Êtes-vous toujours là ?". It lives in a closed shadow root so the site's styles
-// and scripts cannot reach it; the host element carries data-state / data-left for the end-to-end test.
+// and scripts cannot reach it; the host element carries data-state / data-left / data-sent for the end-to-end tests.
+// A page's own script must not keep a session alive or hide its end: only real input (isTrusted) counts as activity,
+// and a bar the page removes or hides comes straight back.
 "use strict";
 
 (() => {
@@ -97,6 +99,7 @@
   const port = chrome.runtime.connect({ name: "bar" });
   let status = { active: false };
   let lastActivity = 0;
+  let sent = 0; // activity messages sent (data-sent: the hostile-page test reads it)
 
   function text() {
     return TEXT[status.lang] || TEXT.fr;
@@ -108,7 +111,8 @@
     const state = status.ending ? "ending" : status.idle_prompt ? "idle" : status.warning ? `warn${status.warning[0]}` : "session";
     host.dataset.state = status.active ? state : "inactive";
     host.dataset.left = String(status.time_left_s ?? "");
-    host.hidden = !status.active;
+    host.dataset.sent = String(sent);
+    show();
     $(".bar").className = `bar ${state}`;
     $(".service").textContent = (status.lang === "en" && status.label_en) || status.label || "";
     $(".left").textContent = status.ending ? t.ending : t.left(left);
@@ -145,10 +149,24 @@
     scan.hidden = location.protocol === "chrome-extension:"; // on the scan page itself
   }
 
-  function activity() {
+  // Inline and !important: beats any style sheet of the page; the observer below undoes any inline change.
+  function show() {
+    const display = status.active ? "block" : "none";
+    const wanted = `display: ${display} !important; visibility: visible !important; opacity: 1 !important;`;
+    if (host.getAttribute("style") !== wanted) {
+      host.setAttribute("style", wanted);
+    }
+    if (host.hidden) {
+      host.hidden = false;
+    }
+  }
+
+  function activity(event) {
     const now = Date.now();
-    if (status.active && now - lastActivity > 10000) {
+    if (event.isTrusted && status.active && now - lastActivity > 10000) {
       lastActivity = now;
+      sent += 1;
+      host.dataset.sent = String(sent);
       port.postMessage({ cmd: "activity" });
     }
   }
@@ -180,4 +198,11 @@
   });
   render();
   (document.documentElement || document).appendChild(host);
+  // Removed (or the whole document rewritten): put back; restyled or hidden: restored.
+  new MutationObserver(() => {
+    if (!host.isConnected) {
+      (document.documentElement || document).appendChild(host);
+    }
+  }).observe(document, { childList: true, subtree: true });
+  new MutationObserver(show).observe(host, { attributes: true, attributeFilter: ["style", "hidden", "class"] });
 })();

@@ -100,6 +100,7 @@ class Site:
     def __init__(self) -> None:
         self.reports: list[dict[str, Any]] = []
         self.outside_hits = 0
+        self.page = PAGE  # what every other address serves
         site = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -114,7 +115,7 @@ class Site:
                     body, kind = b"%PDF-1.4 attestation CAF", "application/pdf"
                     extra = {"Content-Disposition": 'attachment; filename="attestation.pdf"'}
                 else:
-                    body, kind, extra = PAGE.encode(), "text/html; charset=utf-8", {}
+                    body, kind, extra = site.page.encode(), "text/html; charset=utf-8", {}
                 self.send_response(200)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))

@@ -19,6 +19,7 @@ from tests.conftest import wait_until
 
 from .conftest import TEST_USER, visitor_traces
 from .cups import CupsServer
+from .test_e2e_chromium import HEADLESS, Site, site, system_policy_dir  # noqa: F401 (fixtures)
 from .test_session_unit import open_controller, session_units, systemd, write_config  # noqa: F401 (fixture)
 from .test_wipe import as_visitor
 
@@ -146,3 +147,64 @@ async def test_no_session_while_a_visitor_process_runs(run_controller: Any, kios
         if lingering.poll() is None:
             lingering.kill()
             lingering.wait()
+
+
+HOSTILE_PAGE = """<!doctype html><html><head><title>Page</title></head><body><script>
+const report = (data) => fetch("/report?" + new URLSearchParams({data: JSON.stringify(data)}));
+const tick = (ms) => new Promise((r) => setTimeout(r, ms));
+async function bar() {
+  for (let i = 0; i < 100; i++) {
+    const b = document.getElementById("allervers-bar");
+    if (b && b.dataset.state && b.dataset.state !== "inactive") return b;
+    await tick(50);
+  }
+  return null;
+}
+(async () => {
+  const first = await bar();
+  if (!first) return report({error: "no bar"});
+  // Fake input, to keep the session alive for ever.
+  for (const type of ["keydown", "pointerdown", "wheel", "touchstart"]) window.dispatchEvent(new Event(type));
+  document.body.dispatchEvent(new KeyboardEvent("keydown", {key: "a", bubbles: true}));
+  const sent = first.dataset.sent;
+  // Away with the bar: removed, then hidden by an inline style and by a style sheet.
+  first.remove();
+  const back = await bar();
+  if (!back) return report({sent, back: false});
+  back.style.display = "none";
+  back.hidden = true;
+  const sheet = document.createElement("style");
+  sheet.textContent = "#allervers-bar { display: none !important; visibility: hidden !important; }";
+  document.head.appendChild(sheet);
+  await tick(0);
+  report({sent, back: back === first && back.isConnected, display: getComputedStyle(back).display,
+          visibility: getComputedStyle(back).visibility});
+})();
+</script></body></html>
+"""
+
+
+async def test_a_pages_script_can_neither_fake_activity_nor_remove_the_bar(
+    run_controller: Any,
+    kiosk_config: Any,
+    site: Site,  # noqa: F811 (the fixture imported above)
+    system_policy_dir: str,  # noqa: F811
+    visitor: Any,
+) -> None:
+    site.page = HOSTILE_PAGE
+    cfg = kiosk_config(
+        browser_command=HEADLESS,
+        policy_dir=system_policy_dir,
+        session_bar=True,
+        services=[{"id": "caf", "label": "CAF", "url": site.url, "allow": ["127.0.0.1"]}],
+    )
+    controller = await run_controller(cfg)
+    await wait_until(lambda: controller.kiosk.phase == "idle")
+    await call_once(cfg.api.control_socket, "kiosk.open", {})
+    await call_once(cfg.api.kiosk_socket, "session.start", {"service": "caf"}, timeout=60)
+    started = controller.kiosk.session.last_activity_mono
+    await wait_until(lambda: site.reports, timeout=30, message="the page's report")
+    assert site.reports[-1] == {"sent": "0", "back": True, "display": "block", "visibility": "visible"}
+    assert controller.kiosk.session.last_activity_mono == started  # nothing reached the idle timer either
+    ended = await call_once(cfg.api.kiosk_socket, "session.end", {}, timeout=60)
+    assert ended["wipe"]["ok"] is True
