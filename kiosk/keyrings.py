@@ -2,20 +2,15 @@
 
 A visitor's process can put keys in its user keyring (@u), its user session keyring (@us) and its persistent
 keyring: they outlive every process, so the next visitor (same user) could read them. The session host (unit mode)
-and the wipe's helper run as the visitor (direct mode) run this at the end of a session, and the host again before
-starting a browser. Standard library only: the wipe runs this file's text with the system Python (``-I -S``), which
-may not see the controller's virtual environment.
+empties them in-process at the end of a session and before starting a browser; the direct-mode wipe runs
+``WIPE_SCRIPT`` as the session user (a shell and keyutils' keyctl start in milliseconds, a Python in tens).
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
-import json
 import os
-import signal
-import sys
 
 KEY_SPEC_SESSION_KEYRING = -3
 KEY_SPEC_USER_KEYRING = -4
@@ -74,18 +69,28 @@ def count_keys(lib: ctypes.CDLL | None = None, rings: dict[str, int] | None = No
     return counts
 
 
-def main() -> None:
-    """Run as the session user by the wipe: kill every other process of the user, empty its keyrings, and print
-    what is left as one JSON line (``{"keys": {...}}`` or ``{"error": ...}``)."""
-    # kill(-1) reaches all of the user's processes in one kernel walk, which a fork loop cannot outrun.
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(-1, signal.SIGKILL)
-    try:
-        report: dict[str, object] = {"keys": empty_keyrings()}
-    except OSError as exc:
-        report = {"error": str(exc)}
-    sys.stdout.write(json.dumps(report) + "\n")
+# Run as the session user, in a session keyring of its own (``keyctl session - /bin/sh -c``: the one it would inherit
+# is its parent's, root's, where it may not link the persistent keyring): kill(-1) every other process of the user,
+# in one kernel walk that a fork loop cannot outrun, empty the keyrings, then print "<keyring> <keys left>" lines.
+WIPE_SCRIPT = """
+kill -9 -1 2>/dev/null
+persistent=$(keyctl get_persistent @s 2>/dev/null) || persistent=
+for ring in $persistent @u @us; do keyctl clear "$ring" || exit 3; done
+for ring in @u @us $persistent; do
+  ids=$(keyctl rlist "$ring") || exit 3
+  set -- $ids
+  [ "$ring" = "$persistent" ] && ring=persistent
+  echo "$ring $#"
+done
+"""
 
 
-if __name__ == "__main__":
-    main()
+def parse_wipe_output(out: str) -> dict[str, int]:
+    """``WIPE_SCRIPT``'s lines as {keyring: keys left}; ValueError if they are not that."""
+    counts = {}
+    for line in out.splitlines():
+        name, count = line.split()
+        counts[name] = int(count)
+    if not {"@u", "@us"} <= set(counts):
+        raise ValueError(f"no count for @u and @us in {out!r}")
+    return counts

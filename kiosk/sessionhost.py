@@ -3,9 +3,9 @@
 On the bus, the controller does not hold the privileges to run programs as another user or to kill them. Instead,
 ``allervers-session.socket`` (``Accept=yes``) gives every connection to its socket a fresh instance of
 ``allervers-session@.service``, which runs this program as ``allervers-visitor`` in its own sandbox: /tmp, /var/tmp,
-/dev/shm and the sessions directory are tmpfs private to the unit, the rest of the system is read-only. When this
-program exits, systemd kills whatever is left in the unit's cgroup and the unit's mounts, RAM only, die with it:
-nothing the visitor did can outlive the session, even a power cut during the wipe.
+/dev/shm, /run/lock and the sessions directory are tmpfs private to the unit, the rest of the system is read-only.
+When this program exits, systemd kills whatever is left in the unit's cgroup and the unit's mounts, RAM only, die
+with it: nothing the visitor did can outlive the session, even a power cut during the wipe.
 
 The protocol, on the connection (our stdin, ``StandardInput=socket``), JSON lines:
 

@@ -18,9 +18,9 @@ import json
 import logging
 import os
 import pwd
+import shutil
 import signal
 import stat
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -31,7 +31,6 @@ from . import keyrings
 from .printing import PrintError, SessionPrinting
 
 log = logging.getLogger("allervers.kiosk")
-KEYRINGS_SOURCE = Path(keyrings.__file__).read_text()
 
 # Every shared folder a visitor's process can write in on Debian (see the README's privacy section): the temporary
 # folders, /run/lock (/var/lock links to it), POSIX message queues, and the cron and at spools (writable through
@@ -112,14 +111,6 @@ def world_runnable(path: str | os.PathLike) -> bool:
     return True
 
 
-def _kill_helper() -> str:
-    """A Python the session user can run, for ``run_as_visitor`` (the venv's may sit in root's home)."""
-    for candidate in ("/usr/bin/python3", sys.executable):
-        if world_runnable(candidate):
-            return candidate
-    return sys.executable
-
-
 @dataclass
 class WipeResult:
     ok: bool
@@ -136,16 +127,20 @@ class WipeResult:
 
 
 async def run_as_visitor(user: SessionUser) -> dict[str, Any]:
-    """Run ``kiosk/keyrings.py`` as the session user: it kills every process of the user but itself, in one kernel
-    walk, and empties the user's keyrings, which only the user's own process can reach. Returns its report:
-    ``{"keys": {keyring: keys left}}`` or ``{"error": ...}``."""
+    """Run ``keyrings.WIPE_SCRIPT`` as the session user: it kills every process of the user but itself and empties
+    the user's keyrings, which only the user's own process can reach. Returns ``{"keys": {keyring: keys left}}``
+    or ``{"error": ...}``."""
+    keyctl = shutil.which("keyctl", path="/usr/bin:/bin")
+    if keyctl is None:
+        return {"error": "keyctl not found (apt-get install keyutils)"}
     try:
         proc = await asyncio.create_subprocess_exec(
-            _kill_helper(),
-            "-I",
-            "-S",
+            keyctl,
+            "session",
+            "-",
+            "/bin/sh",
             "-c",
-            KEYRINGS_SOURCE,
+            keyrings.WIPE_SCRIPT,
             user=user.uid,
             group=user.gid,
             extra_groups=[],
@@ -157,13 +152,12 @@ async def run_as_visitor(user: SessionUser) -> dict[str, Any]:
         )
         out, err = await proc.communicate()
     except OSError as exc:
-        return {"error": f"cannot run {_kill_helper()} as {user.name}: {exc}"}
+        return {"error": f"cannot run {keyctl} as {user.name}: {exc}"}
     try:
-        report = json.loads(out.decode(errors="replace").strip().splitlines()[-1])
-    except (ValueError, IndexError):
+        return {"keys": keyrings.parse_wipe_output(out.decode(errors="replace"))}
+    except ValueError:
         tail = err.decode(errors="replace").strip()[-200:]
-        return {"error": f"the helper run as {user.name} exited {proc.returncode} without a report: {tail}"}
-    return report if isinstance(report, dict) else {"error": f"unexpected helper report {report!r}"}
+        return {"error": f"keyctl session as {user.name} exited {proc.returncode} without a count: {tail}"}
 
 
 def keys_problem(user: SessionUser, report: dict[str, Any] | None) -> str | None:
