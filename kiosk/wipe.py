@@ -22,7 +22,7 @@ import shutil
 import signal
 import stat
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,50 +226,54 @@ def ensure_mqueue_mounted(where: str = "/dev/mqueue") -> None:
 # --- processes ----------------------------------------------------------------------------------------------
 
 
-def _proc_status(pid: str) -> tuple[set[int], bool, int | None] | None:
-    """(uids, is_zombie, session id) of a process, or None if it is gone."""
+def _live_uids(pid: str) -> set[int]:
+    """The uids (real, effective, saved, filesystem) of a live process; empty if it is gone or a zombie."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
-        stat_line = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return None
+        return set()
     uids: set[int] = set()
-    zombie = False
     for line in status.splitlines():
+        if line.startswith("State:") and line.split()[1] in ("Z", "X"):
+            return set()
         if line.startswith("Uid:"):
             uids = {int(x) for x in line.split()[1:]}
-        elif line.startswith("State:"):
-            zombie = line.split()[1] in ("Z", "X")
+            break  # State: comes before Uid:
+    return uids
+
+
+def _live_session(pid: str) -> int | None:
+    """The process session of a live process; None if it is gone or a zombie."""
     try:
-        sid = int(stat_line.rsplit(")", 1)[1].split()[3])
-    except (IndexError, ValueError):
-        sid = None
-    return uids, zombie, sid
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return None if fields[0] in ("Z", "X") else int(fields[3])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def user_processes(uid: int | None = None, sid: int | None = None) -> list[int]:
     """Live (non-zombie) pids with any uid equal to ``uid`` or in process session ``sid``.
 
-    A zombie has released its memory and files; whether it is reaped depends on its parent, not on us.
+    A zombie has released its memory and files; whether it is reaped depends on its parent, not on us. Only the
+    /proc file the question needs is read: this runs several times per wipe, over every process of the machine.
     """
     me = os.getpid()
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
             continue
-        info = _proc_status(entry)
-        if info is None:
-            continue
-        uids, zombie, psid = info
-        if zombie:
-            continue
-        if (uid is not None and uid in uids) or (sid is not None and psid == sid):
+        if (uid is not None and uid in _live_uids(entry)) or (sid is not None and _live_session(entry) == sid):
             found.append(int(entry))
     return found
 
 
 async def kill_user_processes(
-    user: SessionUser, *, session_ids: Iterable[int] = (), timeout_s: float = 5.0, kill: bool = True
+    user: SessionUser,
+    *,
+    session_ids: Iterable[int] = (),
+    timeout_s: float = 5.0,
+    kill: bool = True,
+    first: Callable[[], Awaitable[Any]] | None = None,
 ) -> tuple[int, list[int]]:
     """SIGKILL every process of the session user (or, for one's own user, of the browser's sessions).
 
@@ -287,6 +291,8 @@ async def kill_user_processes(
             return user_processes(uid=user.uid)
 
     found = set(await asyncio.to_thread(targets))
+    if first is not None:
+        await first()  # the wipe's helper: kill(-1) as the user; the /proc sweep below catches the rest
     deadline = time.monotonic() + timeout_s
     while True:
         alive = await asyncio.to_thread(targets)
@@ -299,7 +305,7 @@ async def kill_user_processes(
                 found.add(pid)
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.005)  # killed processes take milliseconds to go: the turnaround waits on this
 
 
 # --- files --------------------------------------------------------------------------------------------------
@@ -543,15 +549,19 @@ class Wiper:
         sids = list(session_ids)
 
         phase("stopping")
-        killed = 0
-        keys_report = host_report
-        if self.sweeps_user:
-            killed = len(await asyncio.to_thread(user_processes, self.user.uid))
-            keys_report = await run_as_visitor(self.user)  # kill(-1) as the user, then its keyrings
-        more, alive = await kill_user_processes(
-            self.user, session_ids=sids, timeout_s=self.kill_timeout_s, kill=self.acts
+        reports = [host_report]
+
+        async def as_visitor() -> None:
+            reports.append(await run_as_visitor(self.user))  # kill(-1) as the user, then its keyrings
+
+        killed, alive = await kill_user_processes(
+            self.user,
+            session_ids=sids,
+            timeout_s=self.kill_timeout_s,
+            kill=self.acts,
+            first=as_visitor if self.sweeps_user else None,
         )
-        killed += more
+        keys_report = reports[-1]
         if alive:
             problems.append(f"processes of {self.user.name} still running: {', '.join(map(str, alive[:10]))}")
 
