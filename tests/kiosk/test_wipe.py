@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from kiosk.wipe import SessionUser, Wiper, make_home, owned_entries, user_processes
+from kiosk.wipe import SessionUser, Wiper, keys_problem, make_home, owned_entries, user_processes
 
 from .conftest import TEST_USER, visitor_traces
 
@@ -106,3 +106,12 @@ def test_owned_entries_do_not_descend_into_the_users_folders(visitor: Any) -> No
         assert [p for p in owned_entries("/tmp", visitor.pw_uid) if "akt-tree" in p] == ["/tmp/akt-tree"]
     finally:
         subprocess.run(["rm", "-rf", "/tmp/akt-tree"], check=True)
+
+
+def test_keys_left_in_a_keyring_fail_the_verification_naming_them() -> None:
+    user = SessionUser("visitor", 990, 990)
+    assert keys_problem(user, None) is None  # no session host ran: the next one empties them first
+    assert keys_problem(user, {"keys": {"@u": 0, "@us": 0, "persistent": 0}}) is None
+    problem = keys_problem(user, {"keys": {"@u": 2, "@us": 0, "persistent": 1}})
+    assert problem == "keys of visitor left in its keyrings: 2 in @u, 1 in persistent"
+    assert keys_problem(user, {"error": "keyctl not found"}) == "keyrings of visitor not emptied: keyctl not found"
