@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from firmware_host.api import ClientError, call_once
-from kiosk.wipe import SessionUser, Wiper, user_processes
+from kiosk.wipe import SessionUser, Wiper, hand_over_home, make_home, user_processes
 from tests import pid1
 from tests.conftest import wait_until
 
@@ -208,3 +208,18 @@ async def test_a_pages_script_can_neither_fake_activity_nor_remove_the_bar(
     assert controller.kiosk.session.last_activity_mono == started  # nothing reached the idle timer either
     ended = await call_once(cfg.api.kiosk_socket, "session.end", {}, timeout=60)
     assert ended["wipe"]["ok"] is True
+
+
+def test_handing_the_home_over_never_follows_a_link(visitor: Any, sessions_root: Path, tmp_path: Path) -> None:
+    """Root changes owners by descriptor, never through a symbolic link: a link in the home (as a visitor's job
+    racing the controller would plant) is given to the visitor itself, its target stays root's."""
+    user = SessionUser.lookup(TEST_USER)
+    target = tmp_path / "roots-file"
+    target.write_text("root's")
+    home = make_home(str(sessions_root / "sessions"), "0123456789abcdef", user, hand_over=False)
+    assert home.stat().st_uid == 0 and (home / "profile").stat().st_uid == 0  # nobody else can enter it yet
+    (home / "profile" / "NativeMessagingHosts").symlink_to(target)
+    hand_over_home(home, user)
+    assert target.stat().st_uid == 0
+    assert (home / "profile" / "NativeMessagingHosts").lstat().st_uid == visitor.pw_uid
+    assert home.stat().st_uid == visitor.pw_uid and (home / "Downloads").stat().st_uid == visitor.pw_uid
