@@ -159,18 +159,24 @@ def system_policy_dir() -> Iterator[str]:
         shutil.rmtree("/etc/chromium/policies", ignore_errors=True)
 
 
-async def test_a_session_leaves_nothing_for_the_next_one(
-    run_controller: Any, kiosk_config: Any, site: Site, system_policy_dir: str, visitor: Any
-) -> None:
+async def open_with_chromium(run_controller: Any, kiosk_config: Any, site: Site, policy_dir: str) -> tuple[Any, Any]:
+    """(config, controller): Chromium with the session bar on the site's service, the terminal open."""
     cfg = kiosk_config(
         browser_command=HEADLESS,
-        policy_dir=system_policy_dir,
+        policy_dir=policy_dir,
         session_bar=True,
         services=[{"id": "caf", "label": "CAF", "url": site.url, "allow": ["127.0.0.1"]}],
     )
     controller = await run_controller(cfg)
     await wait_until(lambda: controller.kiosk.phase == "idle")
     await call_once(cfg.api.control_socket, "kiosk.open", {})
+    return cfg, controller
+
+
+async def test_a_session_leaves_nothing_for_the_next_one(
+    run_controller: Any, kiosk_config: Any, site: Site, system_policy_dir: str, visitor: Any
+) -> None:
+    cfg, controller = await open_with_chromium(run_controller, kiosk_config, site, system_policy_dir)
 
     first = await call_once(cfg.api.kiosk_socket, "session.start", {"service": "caf"}, timeout=60)
     home = Path(first["home"])

@@ -19,7 +19,7 @@ from tests.conftest import wait_until
 
 from .conftest import TEST_USER, visitor_traces
 from .cups import CupsServer
-from .test_e2e_chromium import HEADLESS, Site, site, system_policy_dir  # noqa: F401 (fixtures)
+from .test_e2e_chromium import Site, open_with_chromium, site, system_policy_dir  # noqa: F401 (fixtures)
 from .test_session_unit import open_controller, session_units, systemd, write_config  # noqa: F401 (fixture)
 from .test_wipe import as_visitor
 
@@ -192,15 +192,7 @@ async def test_a_pages_script_can_neither_fake_activity_nor_remove_the_bar(
     visitor: Any,
 ) -> None:
     site.page = HOSTILE_PAGE
-    cfg = kiosk_config(
-        browser_command=HEADLESS,
-        policy_dir=system_policy_dir,
-        session_bar=True,
-        services=[{"id": "caf", "label": "CAF", "url": site.url, "allow": ["127.0.0.1"]}],
-    )
-    controller = await run_controller(cfg)
-    await wait_until(lambda: controller.kiosk.phase == "idle")
-    await call_once(cfg.api.control_socket, "kiosk.open", {})
+    cfg, controller = await open_with_chromium(run_controller, kiosk_config, site, system_policy_dir)
     await call_once(cfg.api.kiosk_socket, "session.start", {"service": "caf"}, timeout=60)
     started = controller.kiosk.session.last_activity_mono
     await wait_until(lambda: site.reports, timeout=30, message="the page's report")
