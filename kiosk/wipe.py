@@ -1,9 +1,12 @@
 """The wipe: kill every process of the session user, purge its print jobs, remove its files, then verify.
 
 Everything a visitor leaves belongs to the session user: the browser and whatever it started, the session's home
-(profile, downloads, documents, scans) under ``sessions_dir``, the files it made in /tmp, /var/tmp and /dev/shm,
-and its print jobs. The wipe removes all of that and then checks, from scratch, that none is left. Killing the
-browser also ends the Wayland clipboard: a copied text lives in the client that offered it.
+(profile, downloads, documents, scans) under ``sessions_dir``, what it owns in every shared folder it can write in
+(``SHARED_DIRS``: the temporary folders, /run/lock, POSIX message queues, the cron and at spools), its System V IPC
+objects, its kernel keyrings, and the print jobs submitted during the session (under any user name, on any queue).
+The wipe removes all of that and then checks, from scratch and in the same places, that none is left: an ok wipe
+is a true one. Killing the browser also ends the Wayland clipboard: a copied text lives in the client that offered
+it. Every removal is by descriptor (no link followed) and iterative (no depth or name stops it).
 
 When the session user is the controller's own user (development only), "every process of the user" would include
 the controller, so only the browser's process session is killed and only ``sessions_dir`` is cleared.
