@@ -127,11 +127,8 @@ async def test_what_the_sweep_cannot_remove_makes_the_wipe_say_so(visitor: Any, 
     assert not stuck.exists()
 
 
-async def test_no_session_while_a_visitor_process_runs(run_controller: Any, kiosk_config: Any, visitor: Any) -> None:
-    cfg = kiosk_config()
-    controller = await run_controller(cfg)
-    await wait_until(lambda: controller.kiosk.phase == "idle")
-    await call_once(cfg.api.control_socket, "kiosk.open", {})
+async def refused_while_a_visitor_runs(cfg: Any, controller: Any, visitor: Any, *, the_wipe_kills: bool) -> None:
+    """A visitor process running before a session: refused, the terminal closed with the alarm naming it."""
     lingering = as_visitor(visitor, "sleep", "600", background=True)
     try:
         with pytest.raises(ClientError, match=rf"wipe_failed: 1 process\(es\) of {TEST_USER} running before"):
@@ -139,14 +136,38 @@ async def test_no_session_while_a_visitor_process_runs(run_controller: Any, kios
         assert controller.kiosk.status()["closed_reason"] == "wipe_failed"
         alarm = {a["id"]: a for a in controller.alarms.as_list()}["kiosk.wipe_failed"]
         assert f"process(es) of {TEST_USER} running before a session (pid {lingering.pid})" in alarm["message"]
-        # The driver opening again runs the wipe, which ends the process and verifies: the terminal opens.
-        await call_once(cfg.api.control_socket, "kiosk.open", {})
+        if not the_wipe_kills:
+            # Unit mode: the controller holds no privilege to kill it; once someone has, opening verifies again.
+            lingering.kill()
+        # The driver opening again runs the wipe (which in direct mode ends the process) and verifies.
+        await call_once(cfg.api.control_socket, "kiosk.open", {}, timeout=30)
         lingering.wait(5)
         assert controller.kiosk.status()["available"] is True
     finally:
         if lingering.poll() is None:
             lingering.kill()
             lingering.wait()
+
+
+async def test_direct_mode_no_session_while_a_visitor_process_runs(
+    run_controller: Any, kiosk_config: Any, visitor: Any
+) -> None:
+    cfg = kiosk_config()
+    controller = await run_controller(cfg)
+    await wait_until(lambda: controller.kiosk.phase == "idle")
+    await call_once(cfg.api.control_socket, "kiosk.open", {})
+    await refused_while_a_visitor_runs(cfg, controller, visitor, the_wipe_kills=True)
+
+
+async def test_unit_mode_no_session_while_a_visitor_process_runs(
+    run_controller: Any,
+    tmp_path: Path,
+    visitor: Any,
+    systemd: tuple[pid1.PrivateSystemd, Path],  # noqa: F811 (the fixture imported above)
+) -> None:
+    _manager, work = systemd
+    cfg, controller = await open_controller(run_controller, write_config(tmp_path, work))
+    await refused_while_a_visitor_runs(cfg, controller, visitor, the_wipe_kills=False)
 
 
 HOSTILE_PAGE = """<!doctype html><html><head><title>Page</title></head><body><script>
