@@ -232,8 +232,10 @@ def look(params: dict) -> dict:
     shm = libc.shmget(IPC_KEY, 0, 0)
     if shm >= 0:
         addr = libc.shmat(shm, None, 0)
-        readable = addr not in (None, ctypes.c_void_p(-1).value)
-        found["System V shared memory"] = ctypes.string_at(addr, len(token)).decode() if readable else f"id {shm}"
+        if addr in (None, ctypes.c_void_p(-1).value):
+            found["System V shared memory"] = f"id {shm}"
+        else:
+            found["System V shared memory"] = ctypes.string_at(addr, len(token)).decode(errors="replace")
     msq = libc.msgget(IPC_KEY, 0)
     if msq >= 0:
         buf = MsgBuf()
