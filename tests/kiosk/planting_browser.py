@@ -45,6 +45,7 @@ keyutils.add_key.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, 
 keyutils.keyctl_search.argtypes = [ctypes.c_int32, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int32]
 keyutils.keyctl_get_persistent.argtypes = [ctypes.c_int, ctypes.c_int32]
 keyutils.keyctl_get_persistent.restype = ctypes.c_long
+keyutils.keyctl_join_session_keyring.argtypes = [ctypes.c_char_p]
 
 
 class MsgBuf(ctypes.Structure):
@@ -141,12 +142,18 @@ def plant_mqueue(token: str) -> None:
     _check(libc.mq_send(mqd, token.encode(), len(token), 0), "mq_send")
 
 
+def own_session_keyring() -> None:
+    """A session keyring of our own (the one inherited may be the controller's), so the persistent keyring, which
+    is linked into it, is ours to use."""
+    _check(keyutils.keyctl_join_session_keyring(None), "keyctl_join_session_keyring")
+
+
 def plant_keys(token: str) -> None:
     data = token.encode()
     _check(keyutils.add_key(b"user", NAME.encode(), data, len(data), KEY_SPEC_USER), "add_key @u")
-    persistent = keyutils.keyctl_get_persistent(-1, KEY_SPEC_SESSION)
-    if persistent >= 0:
-        _check(keyutils.add_key(b"user", NAME.encode(), data, len(data), persistent), "add_key persistent")
+    own_session_keyring()
+    persistent = _check(keyutils.keyctl_get_persistent(-1, KEY_SPEC_SESSION), "keyctl_get_persistent")
+    _check(keyutils.add_key(b"user", NAME.encode(), data, len(data), persistent), "add_key persistent")
 
 
 def plant_daemon(token: str) -> None:
@@ -246,6 +253,7 @@ def look(params: dict) -> dict:
     mqd = libc.mq_open(f"/{NAME}".encode(), os.O_RDONLY, 0, None)
     if mqd >= 0:
         found["POSIX message queue"] = f"/{NAME}"
+    own_session_keyring()
     for name, ring in (("@u", KEY_SPEC_USER), ("persistent", keyutils.keyctl_get_persistent(-1, KEY_SPEC_SESSION))):
         if ring >= 0 and keyutils.keyctl_search(ring, b"user", NAME.encode(), 0) >= 0:
             found[f"keyring {name}"] = NAME
