@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -58,10 +57,8 @@ class DirectLaunch:
                 if _fits(path):
                     bar = SocketServer("bar", str(path), registry, mode=0o600)
                     await bar.start()
-                    if not self.user.is_self:
-                        os.chown(path, self.user.uid, self.user.gid, follow_symlinks=False)
                     await asyncio.to_thread(install_native_host, home / "profile", self.bar_host)
-            await asyncio.to_thread(hand_over_home, home, self.user)
+            await asyncio.to_thread(hand_over_home, home, self.user)  # the socket and the manifest too
         except BaseException:
             if bar is not None:
                 await bar.stop()
