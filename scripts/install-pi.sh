@@ -49,6 +49,7 @@ done
 APT_PACKAGES=(
   python3 python3-venv python3-dev     # the venv; -dev for wheels built on the Pi
   chromium cage foot fonts-dejavu-core # the public screen: browser, Wayland kiosk compositor, launcher terminal
+  chromium-l10n                        # the browser's own pages (errors, print preview) in French, not only en-US
   cups cups-client cups-bsd            # printing for visitors
   sane-utils sane-airscan              # scanning for visitors: scanimage; network MFPs (eSCL/WSD) without a driver
   keyutils                             # the wipe empties the visitor's kernel keyrings (libkeyutils)

@@ -1,4 +1,5 @@
-"""Kiosk test fixtures: a real unprivileged session user, session homes on a tmpfs, a controllable clock."""
+"""Kiosk test fixtures: a real unprivileged session user, session homes on a tmpfs, a controllable clock, Chromium's
+policy folder."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_config, to_toml  # noqa: F401 (to_toml re-exported for the kiosk tests)
+from firmware_host.api import call_once
+from kiosk.policies import remove_policy
+from tests.conftest import make_config, to_toml, wait_until  # noqa: F401 (to_toml re-exported for the kiosk tests)
 
 # Its own user per checkout (ALLERVERS_TEST_VISITOR), so two suites running side by side never wipe each other.
 TEST_USER = os.environ.get("ALLERVERS_TEST_VISITOR", "allervers-visitor-test")
 FAKE_BROWSER = str(Path(__file__).with_name("fake_browser.py"))
+SYSTEM_POLICY_DIR = "/etc/chromium/policies/managed"  # the only place Debian's Chromium reads managed policies
 
 
 def ensure_test_user(name: str = TEST_USER) -> pwd.struct_passwd:
@@ -93,6 +97,38 @@ def kiosk_config(tmp_path: Path, sessions_root: Path, visitor: pwd.struct_passwd
         return make_config(tmp_path, kiosk=section, **(sections or {}))
 
     return build
+
+
+@pytest.fixture
+def system_policy_dir() -> Iterator[str]:
+    if os.geteuid() != 0:
+        pytest.skip(f"Chromium reads policies only from {SYSTEM_POLICY_DIR}: writing there needs root")
+    existed = os.path.isdir(SYSTEM_POLICY_DIR)
+    yield SYSTEM_POLICY_DIR
+    remove_policy(SYSTEM_POLICY_DIR)
+    if not existed:
+        shutil.rmtree("/etc/chromium/policies", ignore_errors=True)
+
+
+async def open_on_chromium(
+    run_controller: Callable[..., Any],
+    kiosk_config: Callable[..., Any],
+    url: str,
+    browser: list[str],
+    policy_dir: str,
+    allow: tuple[str, ...] = ("127.0.0.1",),
+) -> tuple[Any, Any]:
+    """A controller on Debian's Chromium with the session bar, opened, offering one service (CAF) at ``url``."""
+    cfg = kiosk_config(
+        browser_command=browser,
+        policy_dir=policy_dir,
+        session_bar=True,
+        services=[{"id": "caf", "label": "CAF", "url": url, "allow": list(allow)}],
+    )
+    controller = await run_controller(cfg)
+    await wait_until(lambda: controller.kiosk.phase == "idle")
+    await call_once(cfg.api.control_socket, "kiosk.open", {})
+    return cfg, controller
 
 
 @pytest.fixture(scope="session")

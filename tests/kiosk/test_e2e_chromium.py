@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,10 +26,9 @@ from kiosk.browser import Browser, CdpError, browser_env, build_command
 from kiosk.wipe import SessionUser, Wiper, make_home, user_processes
 from tests.conftest import free_port, wait_until
 
-from .conftest import TEST_USER, visitor_traces
+from .conftest import TEST_USER, open_on_chromium, visitor_traces
 
 CHROMIUM = "/usr/bin/chromium"
-POLICY_DIR = "/etc/chromium/policies/managed"
 HEADLESS = [
     CHROMIUM,
     "--headless",
@@ -88,7 +85,7 @@ async function barState() {
   a.download = "attestation.pdf";
   document.body.appendChild(a);
   a.click();
-  report({before, bar: await barState()});
+  report({before, bar: await barState(), lang: navigator.language});
 })();
 </script></body></html>
 """
@@ -148,35 +145,10 @@ def site() -> Iterator[Site]:
     s.close()
 
 
-@pytest.fixture
-def system_policy_dir() -> Iterator[str]:
-    if os.geteuid() != 0:
-        pytest.skip(f"Chromium reads policies only from {POLICY_DIR}: writing there needs root")
-    existed = os.path.isdir(POLICY_DIR)
-    yield POLICY_DIR
-    policies.remove_policy(POLICY_DIR)
-    if not existed:
-        shutil.rmtree("/etc/chromium/policies", ignore_errors=True)
-
-
-async def open_with_chromium(run_controller: Any, kiosk_config: Any, site: Site, policy_dir: str) -> tuple[Any, Any]:
-    """(config, controller): Chromium with the session bar on the site's service, the terminal open."""
-    cfg = kiosk_config(
-        browser_command=HEADLESS,
-        policy_dir=policy_dir,
-        session_bar=True,
-        services=[{"id": "caf", "label": "CAF", "url": site.url, "allow": ["127.0.0.1"]}],
-    )
-    controller = await run_controller(cfg)
-    await wait_until(lambda: controller.kiosk.phase == "idle")
-    await call_once(cfg.api.control_socket, "kiosk.open", {})
-    return cfg, controller
-
-
 async def test_a_session_leaves_nothing_for_the_next_one(
     run_controller: Any, kiosk_config: Any, site: Site, system_policy_dir: str, visitor: Any
 ) -> None:
-    cfg, controller = await open_with_chromium(run_controller, kiosk_config, site, system_policy_dir)
+    cfg, controller = await open_on_chromium(run_controller, kiosk_config, site.url, HEADLESS, system_policy_dir)
 
     first = await call_once(cfg.api.kiosk_socket, "session.start", {"service": "caf"}, timeout=60)
     home = Path(first["home"])

@@ -27,7 +27,7 @@ from kiosk.wipe import SessionUser, Wiper, make_home, user_processes
 from tests.conftest import free_port, wait_until
 
 from .conftest import TEST_USER, visitor_traces
-from .test_e2e_chromium import HEADLESS, system_policy_dir  # noqa: F401 (a fixture)
+from .test_e2e_chromium import HEADLESS
 from .test_session_unit import open_controller, session_units, systemd, why_not, write_config  # noqa: F401 (fixture)
 
 FORM = """<!doctype html><html><head><title>Justificatif</title></head><body>
@@ -139,7 +139,7 @@ async def test_scan_preview_save_and_upload_in_chromium(
     kiosk_config: Any,
     cupsd: Any,
     form_site: FormSite,
-    system_policy_dir: str,  # noqa: F811
+    system_policy_dir: str,
     sessions_root: Path,
     tmp_path: Path,
     visitor: Any,
@@ -239,7 +239,7 @@ async def test_under_the_shipped_policy_the_launcher_opens_the_scanning_page(
     run_controller: Any,
     kiosk_config: Any,
     form_site: FormSite,
-    system_policy_dir: str,  # noqa: F811
+    system_policy_dir: str,
     visitor: Any,
 ) -> None:
     """With the policy the controller writes (DevTools off), the launcher's button still opens the scanning page
@@ -276,7 +276,7 @@ async def _titled(titles: Any, url: str) -> bool:
 async def test_in_a_session_unit_the_scan_stays_inside_it(
     run_controller: Any,
     form_site: FormSite,
-    system_policy_dir: str,  # noqa: F811
+    system_policy_dir: str,
     tmp_path: Path,
     visitor: Any,
     systemd: Any,  # noqa: F811
@@ -319,7 +319,7 @@ async def test_in_a_session_unit_the_scan_stays_inside_it(
 
 
 async def test_the_file_picker_starts_in_the_downloads(
-    system_policy_dir: str,  # noqa: F811
+    system_policy_dir: str,
     sessions_root: Path,
     visitor: Any,
 ) -> None:

@@ -17,9 +17,9 @@ from kiosk.wipe import SessionUser, Wiper, hand_over_home, make_home, user_proce
 from tests import pid1
 from tests.conftest import wait_until
 
-from .conftest import TEST_USER, visitor_traces
+from .conftest import TEST_USER, open_on_chromium, visitor_traces
 from .cups import CupsServer
-from .test_e2e_chromium import Site, open_with_chromium, site, system_policy_dir  # noqa: F401 (fixtures)
+from .test_e2e_chromium import HEADLESS, Site, site  # noqa: F401 (a fixture)
 from .test_session_unit import open_controller, session_units, systemd, write_config  # noqa: F401 (fixture)
 from .test_wipe import as_visitor
 
@@ -209,11 +209,11 @@ async def test_a_pages_script_can_neither_fake_activity_nor_remove_the_bar(
     run_controller: Any,
     kiosk_config: Any,
     site: Site,  # noqa: F811 (the fixture imported above)
-    system_policy_dir: str,  # noqa: F811
+    system_policy_dir: str,
     visitor: Any,
 ) -> None:
     site.page = HOSTILE_PAGE
-    cfg, controller = await open_with_chromium(run_controller, kiosk_config, site, system_policy_dir)
+    cfg, controller = await open_on_chromium(run_controller, kiosk_config, site.url, HEADLESS, system_policy_dir)
     await call_once(cfg.api.kiosk_socket, "session.start", {"service": "caf"}, timeout=60)
     started = controller.kiosk.session.last_activity_mono
     await wait_until(lambda: site.reports, timeout=30, message="the page's report")

@@ -24,7 +24,7 @@ from tests.conftest import base_config, wait_until
 
 from .conftest import FAKE_BROWSER, TEST_USER, to_toml, visitor_traces
 from .test_crash import ControllerProcess, _phase_is, restart_and_watch
-from .test_e2e_chromium import HEADLESS, site, system_policy_dir  # noqa: F401 (fixtures)
+from .test_e2e_chromium import HEADLESS, site  # noqa: F401 (a fixture)
 from .test_session import events_of, start_open
 
 REPO = Path(__file__).resolve().parents[2]
@@ -194,7 +194,7 @@ async def test_chromium_runs_in_the_unit_sandbox_and_the_next_session_finds_noth
     tmp_path: Path,
     visitor: Any,
     site: Any,  # noqa: F811 (the fixture imported above)
-    system_policy_dir: str,  # noqa: F811
+    system_policy_dir: str,
     systemd: tuple[pid1.PrivateSystemd, Path],
 ) -> None:
     """Debian's Chromium under the unit's hardening (system call filter, namespaces, private IPC and tmpfs): it
@@ -216,6 +216,7 @@ async def test_chromium_runs_in_the_unit_sandbox_and_the_next_session_finds_noth
     report = site.reports[-1]
     assert report["before"] == {"cookie": "", "local": None, "idb": None}
     assert report["bar"] and report["bar"]["state"] == "session", report
+    assert report["lang"] == "fr-FR"  # the browser speaks French: the host passes the session's LANGUAGE on
     browser = controller.kiosk.session.browser
     assert site.url in await browser.page_urls()  # the DevTools pipe handed over by the host works
     assert visitor_traces(visitor.pw_uid) == []  # Chromium's /dev/shm and /tmp files are the unit's own
@@ -226,9 +227,10 @@ async def test_chromium_runs_in_the_unit_sandbox_and_the_next_session_finds_noth
     await wait_until(lambda: session_units(manager) == [], message="the session unit gone")
 
     site.reports.clear()
-    second = await call_once(cfg.api.kiosk_socket, "session.start", {"service": "caf"}, timeout=60)
+    second = await call_once(cfg.api.kiosk_socket, "session.start", {"service": "caf", "lang": "en"}, timeout=60)
     assert second["session"] != first["session"]
     await wait_until(lambda: site.reports, timeout=30, message="the second session's report")
     assert site.reports[-1]["before"] == {"cookie": "", "local": None, "idb": None}
+    assert site.reports[-1]["lang"].startswith("en")  # this visitor chose English on the welcome screen
     ended = await call_once(cfg.api.kiosk_socket, "session.end", {}, timeout=60)
     assert ended["wipe"]["ok"] is True
