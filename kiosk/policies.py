@@ -18,6 +18,10 @@ from .wipe import world_runnable
 POLICY_FILE = "allervers-kiosk.json"
 BAR_DIR = Path(__file__).with_name("bar")
 NATIVE_HOST_NAME = "fr.allervers.kiosk"
+FAILED_PAGE = "failed.html"  # ours, in place of Chromium's error page (kiosk/bar/navigation.js shows it)
+# Chromium's built-in PDF viewer is a component extension with this fixed id: "chrome-extension://*" below would
+# block it and leave a PDF (an attestation from CAF or ameli) as a blocked frame (checked on Chromium 156).
+PDF_VIEWER_ORIGIN = "chrome-extension://mhjfbmdgcfjbbpaeojofohoefgiehjai"
 
 # Every scheme that leads out of the web: since Chromium 147 a bare "*" no longer covers chrome:// pages.
 BLOCKED = ["*", "file://*", "chrome://*", "view-source:*", "javascript://*", "chrome-extension://*", "devtools://*"]
@@ -50,9 +54,14 @@ def bar_extension_id(bar_dir: Path = BAR_DIR) -> str:
     return "".join(chr(ord("a") + int(c, 16)) for c in digest)
 
 
+def bar_page_url(page: str, bar_dir: Path = BAR_DIR) -> str:
+    """A page shipped with the session bar (scanning, a page that could not open): it talks only to the bar's bridge."""
+    return f"chrome-extension://{bar_extension_id(bar_dir)}/{page}"
+
+
 def scan_page_url(bar_dir: Path = BAR_DIR) -> str:
-    """The scanning page, shipped with the session bar: it talks only to the bar's bridge."""
-    return f"chrome-extension://{bar_extension_id(bar_dir)}/scan.html"
+    """The scanning page, shipped with the session bar."""
+    return bar_page_url("scan.html", bar_dir)
 
 
 def allowlist(url: str, allow: list[str]) -> list[str]:
@@ -106,6 +115,8 @@ def build_policy(
         "AllowFileSelectionDialogs": True,
         "NativeMessagingBlocklist": ["*"],
     }
+    # The PDF viewer's own pages only: a site cannot open them, they only show the PDF the tab received.
+    policy["URLAllowlist"].append(PDF_VIEWER_ORIGIN)
     if session_bar:
         # The bar is an unpacked extension passed on the command line: ExtensionInstallBlocklist ["*"] and
         # BlockExternalExtensions would also switch it off (checked on Chromium 156), so installs are closed by
@@ -116,8 +127,9 @@ def build_policy(
             "ExtensionDeveloperModeSettings": 1,
             "NativeMessagingAllowlist": [NATIVE_HOST_NAME],
         }
-        # The bar's own scanning page, and nothing else of chrome-extension:// (still blocked above).
-        policy["URLAllowlist"] = [*policy["URLAllowlist"], scan_page_url()]
+        # The bar's own pages (scanning; "the page could not open", shown in place of Chromium's error page), and
+        # nothing else of chrome-extension:// (still blocked above). They are not web-accessible: no site loads them.
+        policy["URLAllowlist"] = [*policy["URLAllowlist"], scan_page_url(), bar_page_url(FAILED_PAGE)]
     else:
         policy |= {"ExtensionInstallBlocklist": ["*"], "BlockExternalExtensions": True}
     if idle_timeout_min is not None:

@@ -43,6 +43,7 @@ log = logging.getLogger("allervers.kiosk")
 WARNINGS = ((60.0, "1min"), (300.0, "5min"))  # time left -> warning shown by the launcher and the session bar
 FEEDBACK_WINDOW_S = 600.0  # the satisfaction answer is accepted this long after the end
 LANGS = ("fr", "en")
+ZOOMS = (100, 125, 150, 200)  # % of the browser's text and pages: "Agrandir le texte" cycles through them
 
 
 @dataclass
@@ -60,6 +61,7 @@ class Session:
     stop_key: str
     stop_label: str
     services: list[str] = field(default_factory=list)
+    zoom: int = 100  # the session's page zoom in %; the bar's extension applies it to every page
     idle_prompt_since: float | None = None
     browser: Browser | UnitBrowser | None = None
     bar: SocketServer | None = None
@@ -171,6 +173,7 @@ class KioskManager:
         r.add("session.activity", self.cmd_activity, bar, "input seen: resets the idle timeout")
         r.add("session.scan", self.cmd_scan, bar, "the bar's bridge: {scanner: ready|unreachable, pages: saved}")
         r.add("session.open_scan", self.cmd_open_scan, kiosk, "show the scanning page in the session's browser")
+        r.add("session.zoom", self.cmd_zoom, bar, "larger text: {zoom} in %, or the next step of " + str(ZOOMS))
         r.add("session.feedback", self.cmd_feedback, kiosk, "the optional satisfaction answer: good/neutral/bad")
         r.add("kiosk.open", self.cmd_open, control, "open the terminal to the public {stop?}")
         r.add("kiosk.close", self.cmd_close, control, "close the terminal (ends any session)")
@@ -347,7 +350,7 @@ class KioskManager:
                 return str(stop.get("key") or label), str(label)
         return self.open_stop, self.open_stop
 
-    async def start_session(self, service_id: str, lang: str = "fr") -> Session:
+    async def start_session(self, service_id: str, lang: str = "fr", zoom: int = 100) -> Session:
         async with self._lock:
             reason = self.closed_reason()
             if reason is not None:
@@ -362,6 +365,7 @@ class KioskManager:
                 raise ApiError(f"service {service_id!r} needs the Internet link, which is down")
             if lang not in LANGS:
                 raise ApiError(f"lang must be one of {', '.join(LANGS)}")
+            check_zoom(zoom)
             assert self.user is not None and self.wiper is not None
             await self._refuse_if_visitor_running()
             print_after = None
@@ -388,6 +392,7 @@ class KioskManager:
                 stop_key=stop_key,
                 stop_label=stop_label,
                 services=[service.id],
+                zoom=zoom,
             )
             self._feedback = None
             # The intent to wipe is durable before the first file of the session exists.
@@ -623,6 +628,8 @@ class KioskManager:
             "label": s.service.label,
             "label_en": s.service.label_en,
             "lang": s.lang,
+            "url": s.service.url,  # where our "page unavailable" page sends the visitor back to
+            "zoom": s.zoom,
             "started": s.started_wall,
             "time_left_s": round(left),
             "warning": warning,
@@ -678,7 +685,7 @@ class KioskManager:
         if not isinstance(service, str):
             raise ApiError('needs {"service": "<id>"}')
         lang = args.get("lang", "fr")
-        session = await self.start_session(service, lang if isinstance(lang, str) else "")
+        session = await self.start_session(service, lang if isinstance(lang, str) else "", args.get("zoom", 100))
         return {
             "session": session.id,
             "home": str(session.home),
@@ -726,6 +733,16 @@ class KioskManager:
             raise ApiError("no session with a scanner is running")
         await s.browser.cdp.send("Target.createTarget", {"url": policies.scan_page_url()})
         return {"opened": True}
+
+    def cmd_zoom(self, args: dict[str, Any], conn: Connection) -> dict[str, Any]:
+        s = self.session
+        if s is None:
+            raise ApiError("no session is running")
+        if "zoom" in args:
+            s.zoom = check_zoom(args["zoom"])
+        else:
+            s.zoom = ZOOMS[(ZOOMS.index(s.zoom) + 1) % len(ZOOMS)]
+        return {"zoom": s.zoom}
 
     async def cmd_feedback(self, args: dict[str, Any], conn: Connection) -> dict[str, Any]:
         rating = args.get("rating")
@@ -798,3 +815,10 @@ class KioskManager:
         if ended is None:
             return {"ended": False, "reason": "no session was running"}
         return ended
+
+
+def check_zoom(value: Any) -> int:
+    """A session's zoom: one of ZOOMS (in %), else an error naming the argument."""
+    if isinstance(value, bool) or value not in ZOOMS:
+        raise ApiError(f"zoom must be one of {', '.join(map(str, ZOOMS))} (%), not {value!r}")
+    return int(value)

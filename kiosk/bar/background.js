@@ -1,5 +1,8 @@
 // The session bar's service worker: one native-messaging port to the controller's bridge, shared by every page.
+// navigation.js: our page when a page cannot open, the session's zoom.
 "use strict";
+
+importScripts("navigation.js");
 
 const HOST = "fr.allervers.kiosk";
 const pages = new Set();
@@ -11,6 +14,7 @@ function connectBridge() {
   bridge.onMessage.addListener((message) => {
     if (message.type === "status") {
       lastStatus = message;
+      sessionStatusChanged(message);
     }
     for (const page of pages) {
       // The scan page's messages (and its images) go to the scan page only; the status goes to every page.

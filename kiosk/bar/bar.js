@@ -1,8 +1,9 @@
-// The session bar, on every page of the public terminal: which service, time left, "Terminer et tout effacer",
-// the 5- and 1-minute warnings and "Êtes-vous toujours là ?". It lives in a closed shadow root so the site's styles
-// and scripts cannot reach it; the host element carries data-state / data-left / data-sent for the end-to-end tests.
-// A page's own script must not keep a session alive or hide its end: only real input (isTrusted) counts as activity,
-// and a bar the page removes or hides comes straight back.
+// The session bar, on every page of the public terminal: which service, time left, "Agrandir le texte" (cycles the
+// session's zoom), "Terminer et tout effacer", the 5- and 1-minute warnings and "Êtes-vous toujours là ?". It lives
+// in a closed shadow root so the site's styles and scripts cannot reach it; the host element carries data-state /
+// data-left / data-sent / data-zoom for the end-to-end tests. A page's own script must not keep a session alive or
+// hide its end: only real input (isTrusted) counts as activity, and a bar the page removes or hides comes straight
+// back.
 "use strict";
 
 (() => {
@@ -13,6 +14,8 @@
     fr: {
       left: (m) => (m <= 1 ? "Moins d'une minute" : `Temps restant : ${m} min`),
       end: "Terminer et tout effacer",
+      zoom: "Agrandir le texte",
+      zoomReset: "Texte normal",
       confirm: "Terminer et effacer tout ce que vous avez fait sur cet ordinateur ?",
       yes: "Oui, tout effacer",
       no: "Non, continuer",
@@ -38,6 +41,8 @@
     en: {
       left: (m) => (m <= 1 ? "Less than a minute" : `Time left: ${m} min`),
       end: "Finish and erase everything",
+      zoom: "Larger text",
+      zoomReset: "Normal text",
       confirm: "Finish and erase everything you did on this computer?",
       yes: "Yes, erase everything",
       no: "No, carry on",
@@ -87,7 +92,7 @@
     <div class="bar" role="region" aria-label="Session">
       <span class="service"></span><span class="left" aria-live="polite"></span><span class="msg"></span>
       <span class="print" aria-live="polite"></span><button class="scan secondary"></button>
-      <button class="end"></button>
+      <button class="zoom secondary"></button><button class="end"></button>
     </div>
     <div class="overlay confirm" hidden role="dialog" aria-modal="true"><div class="box">
       <strong class="confirm-text"></strong><button class="yes"></button><button class="no secondary"></button>
@@ -112,13 +117,18 @@
     host.dataset.state = status.active ? state : "inactive";
     host.dataset.left = String(status.time_left_s ?? "");
     host.dataset.sent = String(sent);
+    host.dataset.zoom = String(status.zoom ?? "");
     show();
     $(".bar").className = `bar ${state}`;
+    // Pages grow with the session's zoom; the bar keeps its size so it never covers half of a zoomed page.
+    $(".bar").style.zoom = String(100 / (status.zoom || 100));
     $(".service").textContent = (status.lang === "en" && status.label_en) || status.label || "";
     $(".left").textContent = status.ending ? t.ending : t.left(left);
     $(".msg").textContent = state === "warn5" ? t.warn5 : state === "warn1" ? t.warn1 : "";
     $(".end").textContent = t.end;
     renderDevices(t);
+    // At the largest step the next touch brings the text back to normal: say so.
+    $(".zoom").textContent = status.zoom >= 200 ? t.zoomReset : t.zoom;
     $(".confirm-text").textContent = t.confirm;
     $(".yes").textContent = t.yes;
     $(".no").textContent = t.no;
@@ -176,6 +186,9 @@
     $(".no").focus();
   });
   $(".scan").addEventListener("click", () => port.postMessage({ cmd: "open-scan" }));
+  $(".zoom").addEventListener("click", () => {
+    port.postMessage({ cmd: "zoom" });
+  });
   $(".no").addEventListener("click", () => {
     $(".confirm").hidden = true;
   });

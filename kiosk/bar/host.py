@@ -3,12 +3,12 @@
 
 Chromium starts this program as the session user when the bar connects (stdin/stdout carry messages framed by a
 4-byte native-endian length). It relays the session's status to the bar once a second when it changes, and the
-bar's requests (end, activity) to the controller. The socket path comes from ALLERVERS_BAR_SOCKET, which the
+bar's requests (end, activity, zoom) to the controller. The socket path comes from ALLERVERS_BAR_SOCKET, which the
 controller puts in the browser's environment; the socket accepts only session.status, session.end,
-session.activity and session.scan. It also scans for the scan page (kiosk/scan.py): as a process of the visitor
-inside the session, the pages are the visitor's and the PDF lands in the session's Downloads; the controller is
-only told whether the scanner answers and how many pages were saved. Standard library only: it runs under the
-system Python, outside the controller's venv.
+session.activity, session.zoom and session.scan. It also scans for the scan page (kiosk/scan.py): as a process of
+the visitor inside the session, the pages are the visitor's and the PDF lands in the session's Downloads; the
+controller is only told whether the scanner answers and how many pages were saved. Standard library only: it runs
+under the system Python, outside the controller's venv.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ if not __package__:  # run as a file from a source tree (not the installed aller
 from kiosk.scan import SCAN_ENV, ScanJob, ScanSettings, probe
 
 POLL_S = 1.0
-COMMANDS = {"end": "session.end", "activity": "session.activity"}
+COMMANDS = {"end": "session.end", "activity": "session.activity", "zoom": "session.zoom"}
 SCAN_ACTIONS = ("state", "page", "restart", "save")
 IMAGE_CHUNK = 512 * 1024  # base64 characters per message: Chromium takes at most 1 MB from a native host
 
@@ -52,6 +52,7 @@ class Bridge:
             notify=self._scan_changed,
             pages_saved=lambda n: self._report_scanner("ready", n),
         )
+        self.asked = threading.Event()  # a request went through: relay the new status now, not at the next poll
 
     # --- browser side ---
 
@@ -112,6 +113,7 @@ class Bridge:
                 message = None
             if message is None:
                 self.done.set()
+                self.asked.set()
                 return
             if message.get("cmd") == "scan":
                 self.scan_request(message)
@@ -123,6 +125,7 @@ class Bridge:
                 self.call(cmd, {})
             except (OSError, RuntimeError, ValueError) as exc:
                 self.send({"type": "error", "error": str(exc)})
+            self.asked.set()
 
     # --- scanning ---
 
@@ -162,6 +165,7 @@ class Bridge:
         """Controller -> bar: the session's status when it changes (the time left changes every minute or so)."""
         last: Any = None
         while not self.done.is_set():
+            self.asked.clear()
             try:
                 status = self.call("session.status")
             except (OSError, RuntimeError, ValueError):
@@ -169,7 +173,7 @@ class Bridge:
             if status != last:
                 self.send({"type": "status", **status})
                 last = status
-            self.done.wait(POLL_S)
+            self.asked.wait(POLL_S)
 
 
 def main() -> int:

@@ -109,8 +109,9 @@ def test_policy_for_a_service_blocks_everything_else() -> None:
         "chrome-extension://*",
         "devtools://*",
     ]
-    # www. dropped: the domain covers it; of chrome-extension:// only the session bar's scanning page
-    assert p["URLAllowlist"] == ["caf.fr", "franceconnect.gouv.fr", policies.scan_page_url()]
+    # www. dropped (the domain covers it); of chrome-extension:// only the PDF viewer and the session bar's own pages
+    bar_pages = [policies.scan_page_url(), policies.bar_page_url(policies.FAILED_PAGE)]
+    assert p["URLAllowlist"] == ["caf.fr", "franceconnect.gouv.fr", policies.PDF_VIEWER_ORIGIN, *bar_pages]
     assert policies.scan_page_url() == f"chrome-extension://{policies.bar_extension_id()}/scan.html"
     assert p["DeveloperToolsAvailability"] == 2 and p["IncognitoModeAvailability"] == 1
     assert p["BrowserGuestModeEnabled"] is False and p["BrowserAddPersonEnabled"] is False
@@ -128,13 +129,13 @@ def test_policy_without_the_session_bar_blocks_every_extension() -> None:
     p = policies.build_policy(url="https://caf.fr", allow=[], downloads_dir="/d", session_bar=False, idle_timeout_min=8)
     assert p["ExtensionInstallBlocklist"] == ["*"] and p["BlockExternalExtensions"] is True
     assert "NativeMessagingAllowlist" not in p and p["NativeMessagingBlocklist"] == ["*"]
-    assert p["URLAllowlist"] == ["caf.fr"]  # no bar, no scanning page
+    assert p["URLAllowlist"] == ["caf.fr", policies.PDF_VIEWER_ORIGIN]  # no bar, no page of ours
     assert p["IdleTimeout"] == 8 and "clear_cookies_and_other_site_data" in p["IdleTimeoutActions"]
 
 
 def test_free_browsing_allows_the_web_but_not_the_other_schemes() -> None:
     p = policies.build_policy(url="https://www.qwant.com/", allow=["*"], downloads_dir="/d")
-    assert p["URLAllowlist"] == ["qwant.com", "http://*", "https://*", policies.scan_page_url()]
+    assert p["URLAllowlist"][:3] == ["qwant.com", "http://*", "https://*"]
     assert "file://*" in p["URLBlocklist"] and "chrome://*" in p["URLBlocklist"]
 
 

@@ -27,6 +27,7 @@ from kiosk.wipe import SessionUser, Wiper, make_home, user_processes
 from tests.conftest import free_port, wait_until
 
 from .conftest import TEST_USER, visitor_traces
+from .devtools import Tab, classes, find_node
 from .test_e2e_chromium import HEADLESS
 from .test_session_unit import open_controller, session_units, systemd, why_not, write_config  # noqa: F401 (fixture)
 
@@ -83,57 +84,6 @@ def form_site() -> Iterator[FormSite]:
     site.close()
 
 
-class Tab:
-    """One page of the browser, attached through the controller's DevTools pipe."""
-
-    def __init__(self, cdp: CdpPipe, session: str):
-        self.cdp, self.session = cdp, session
-
-    @classmethod
-    async def open(cls, cdp: CdpPipe, url_part: str) -> Tab:
-        async def target() -> str | None:
-            infos = (await cdp.send("Target.getTargets"))["targetInfos"]
-            return next((t["targetId"] for t in infos if t["type"] == "page" and url_part in t["url"]), None)
-
-        found = await wait_until(target, 30, message=f"a page at {url_part}")
-        attached = await cdp.send("Target.attachToTarget", {"targetId": found, "flatten": True})
-        return cls(cdp, attached["sessionId"])
-
-    async def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        return await self.cdp.send(method, params or {}, session_id=self.session, timeout=20)
-
-    async def eval(self, expression: str) -> Any:
-        result = await self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True})
-        return result["result"].get("value")
-
-    async def wait(self, expression: str, what: str, timeout: float = 30) -> None:
-        await wait_until(lambda: self.eval(expression), timeout, message=what)
-
-    async def touch(self, node_id: int) -> None:
-        """A finger on the middle of a node: trusted input, as on the touch screen."""
-        quad = (await self.send("DOM.getBoxModel", {"nodeId": node_id}))["model"]["content"]
-        x, y = (quad[0] + quad[4]) / 2, (quad[1] + quad[5]) / 2
-        for kind in ("mousePressed", "mouseReleased"):
-            event = {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1}
-            await self.send("Input.dispatchMouseEvent", event)
-
-
-def _classes(node: dict[str, Any]) -> list[str]:
-    attributes = node.get("attributes", [])
-    return dict(zip(attributes[::2], attributes[1::2], strict=True)).get("class", "").split()
-
-
-def _find(node: dict[str, Any], match: Any) -> dict[str, Any] | None:
-    """A node of a DOM.getDocument(pierce) tree, shadow roots (closed ones too) included."""
-    if match(node):
-        return node
-    for child in [*node.get("children", []), *node.get("shadowRoots", [])]:
-        found = _find(child, match)
-        if found is not None:
-            return found
-    return None
-
-
 async def test_scan_preview_save_and_upload_in_chromium(
     run_controller: Any,
     kiosk_config: Any,
@@ -166,15 +116,13 @@ async def test_scan_preview_save_and_upload_in_chromium(
     cdp = controller.kiosk.session.browser.cdp
     await wait_until(lambda: form_site.reports, timeout=30, message="the form page")
 
-    form = await Tab.open(cdp, form_site.url)
+    form = await Tab.find(cdp, form_site.url)
     bar = "document.getElementById('allervers-bar')"
     await form.wait(f"{bar} && {bar}.dataset.scanner === 'ready'", "the bar's scan button, scanner ready")
-    tree = (await form.send("DOM.getDocument", {"depth": -1, "pierce": True}))["root"]
-    button = _find(tree, lambda n: n.get("localName") == "button" and "scan" in _classes(n))
-    assert button is not None, "no scan button in the bar's (closed) shadow root"
-    await form.touch(button["nodeId"])  # "Numériser un document"
+    button = await form.node(lambda n: n.get("localName") == "button" and "scan" in classes(n))  # closed shadow root
+    await form.touch(button)  # "Numériser un document"
 
-    scan = await Tab.open(cdp, "/scan.html")
+    scan = await Tab.find(cdp, "/scan.html")
     body = "document.body.dataset"
     await scan.wait(f"{body}.state === 'idle'", "the scanning page, ready to scan")
     assert await scan.eval("document.getElementById('say').textContent + document.getElementById('how').textContent")
@@ -198,13 +146,13 @@ async def test_scan_preview_save_and_upload_in_chromium(
     await scan.eval("document.getElementById('back').click()")  # "Revenir à ma démarche"
     await wait_until(lambda: _no_scan_page(cdp), 30, message="the scanning page closed")
     (await call_once(cfg.api.kiosk_socket, "session.open_scan", {}))  # the launcher's button opens it again
-    await Tab.open(cdp, "/scan.html")
+    await Tab.find(cdp, "/scan.html")
 
     # Printed (as the visitor, as the print dialog would): the bar says so in French, from CUPS's job states.
     cupsd.submit("bus", str(two), visitor.pw_uid, visitor.pw_gid)
     await form.wait(f"{bar}.dataset.print === 'printed:2:'", "the bar's printing feedback")
     tree = (await form.send("DOM.getDocument", {"depth": -1, "pierce": True}))["root"]
-    said = _find(tree, lambda n: n.get("localName") == "span" and "print" in _classes(n))
+    said = find_node(tree, lambda n: n.get("localName") == "span" and "print" in classes(n))
     assert said is not None and said["children"][0]["nodeValue"] == "Imprimé : 2 pages"
 
     # The form attaches the PDF as the file picker would.
@@ -217,10 +165,12 @@ async def test_scan_preview_save_and_upload_in_chromium(
     assert upload["name"] == "document-numerise-2.pdf" and upload["type"] == "application/pdf"
     assert upload["pdf"] is True and upload["pages"] == 2 and upload["size"] == two.stat().st_size
 
-    # Of the extension, only the scanning page is let through the URL policy.
+    # Of the extension, only its own pages (the scanning page, failed.html) are let through the URL policy.
     blank = (await cdp.send("Target.createTarget", {"url": "about:blank"}))["targetId"]
-    tab = Tab(cdp, (await cdp.send("Target.attachToTarget", {"targetId": blank, "flatten": True}))["sessionId"])
-    for name, error in (("manifest.json", "net::ERR_BLOCKED_BY_ADMINISTRATOR"), ("scan.html", None)):
+    tab = await Tab.attach(cdp, blank)
+    # (The blocked one last: the bar's extension then replaces Chromium's error page by its own failed.html, which
+    # would cut short a navigation that followed.)
+    for name, error in (("scan.html", None), ("manifest.json", "net::ERR_BLOCKED_BY_ADMINISTRATOR")):
         url = policies.scan_page_url().replace("scan.html", name)
         assert (await tab.send("Page.navigate", {"url": url})).get("errorText") == error, name
 
@@ -299,7 +249,7 @@ async def test_in_a_session_unit_the_scan_stays_inside_it(
     started = await call_once(cfg.api.kiosk_socket, "session.start", {"service": "caf"}, timeout=60)
     await wait_until(lambda: controller.kiosk.session.scanner == "ready", timeout=30, message="the probe in the unit")
     await call_once(cfg.api.kiosk_socket, "session.open_scan", {})
-    scan = await Tab.open(controller.kiosk.session.browser.cdp, "/scan.html")
+    scan = await Tab.find(controller.kiosk.session.browser.cdp, "/scan.html")
     body = "document.body.dataset"
     await scan.wait(f"{body}.state === 'idle'", "the scanning page")
     await scan.eval("document.getElementById('scan').click()")
@@ -335,10 +285,7 @@ async def test_the_file_picker_starts_in_the_downloads(
     try:
         assert browser.cdp is not None
         target = (await browser.cdp.send("Target.createTarget", {"url": "chrome://prefs-internals"}))["targetId"]
-        page = Tab(
-            browser.cdp,
-            (await browser.cdp.send("Target.attachToTarget", {"targetId": target, "flatten": True}))["sessionId"],
-        )
+        page = await Tab.attach(browser.cdp, target)
         await page.wait("document.body && document.body.innerText.includes('last_directory')", "Chromium's preferences")
         text = await page.eval("document.body.innerText")
         found = re.search(r'"last_directory":\s*\{[^}]*?"value":\s*"([^"]*)"', text)

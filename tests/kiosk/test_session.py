@@ -346,3 +346,30 @@ async def test_a_failed_verification_keeps_the_terminal_closed_and_raises_an_ala
     assert "kiosk.wipe_failed" not in {a["id"] for a in controller.alarms.as_list()}
     assert not list(sessions.iterdir())
     assert os.path.exists(cfg.storage.path)
+
+
+async def test_larger_text_per_session_cycles_and_the_next_visitor_starts_at_100(
+    run_controller: Any, kiosk_config: Any
+) -> None:
+    cfg = kiosk_config()
+    controller = await start_open(run_controller, cfg)
+    sock = cfg.api.kiosk_socket
+    for bad in (110, "150", True, None):
+        with pytest.raises(ClientError, match=r"zoom must be one of 100, 125, 150, 200 \(%\), not"):
+            await call_once(sock, "session.start", {"service": "caf", "zoom": bad})
+    assert controller.kiosk.session is None
+
+    await call_once(sock, "session.start", {"service": "caf", "zoom": 150})
+    assert (await call_once(sock, "session.status", {}))["zoom"] == 150
+    steps = [(await call_once(sock, "session.zoom", {}))["zoom"] for _ in range(3)]
+    assert steps == [200, 100, 125]  # "Agrandir le texte" cycles, back to normal after the largest
+    assert (await call_once(sock, "session.zoom", {"zoom": 200}))["zoom"] == 200
+    with pytest.raises(ClientError, match="zoom must be one of"):
+        await call_once(sock, "session.zoom", {"zoom": 300})
+    await call_once(sock, "session.end", {})
+    with pytest.raises(ClientError, match="no session is running"):
+        await call_once(sock, "session.zoom", {})
+
+    await call_once(sock, "session.start", {"service": "caf"})
+    assert (await call_once(sock, "session.status", {}))["zoom"] == 100
+    await call_once(sock, "session.end", {})
