@@ -1,5 +1,6 @@
 """Benchmark of the public terminal: session turnaround ("Terminer" to a ready welcome screen with a verified
-wipe, through the real launcher, controller, Chromium and wipe) and the browser's cold start, reported apart.
+wipe, through the real launcher, controller, Chromium and wipe) and the browser's cold start, reported apart; a tile
+touch to the service page's first paint, and a failed navigation to our page (the bar's failed.html) shown.
 
 Needs root (the session runs as an unprivileged user of its own, created if missing, and Chromium's policy goes
 to /etc/chromium/policies/managed/, removed afterwards) and Debian's Chromium. Run: scripts/bench --only kiosk.
@@ -12,6 +13,7 @@ import http.server
 import os
 import pwd
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -45,16 +47,34 @@ CHROMIUM = [
     "--user-data-dir={profile_dir}",
     "{url}",
 ]
-PAGE = b"<!doctype html><title>CAF</title><p>Vos demarches</p><script>localStorage.setItem('k','v')</script>"
+# The page tells the bench its first paint, then goes where the answer says: an address nobody serves (the link down).
+PAGE = b"""<!doctype html><title>CAF</title><p>Vos demarches</p><script>localStorage.setItem('k','v');
+new PerformanceObserver((list, observer) => {
+  observer.disconnect();
+  fetch("/painted").then((r) => r.text()).then((next) => { if (next) location.href = next; });
+}).observe({type: "paint", buffered: true});
+</script>"""
 
 
 class _Page(http.server.BaseHTTPRequestHandler):
+    painted: list[float] = []  # monotonic times the page reported its first paint
+    failed_url = ""  # where the page goes after painting
+    armed = threading.Event()  # the bench watches the browser's pages: the page may now fail
+
     def do_GET(self) -> None:
+        if self.path == "/painted":
+            _Page.painted.append(time.monotonic())
+            _Page.armed.wait(30)
+            self._send(_Page.failed_url.encode(), "text/plain")
+        else:
+            self._send(PAGE, "text/html")
+
+    def _send(self, body: bytes, kind: str) -> None:
         self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(PAGE)))
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(PAGE)
+        self.wfile.write(body)
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -105,7 +125,9 @@ async def _measure(tmp: Path, url: str, unit_socket: str | None = None) -> dict[
     cfg = config_mod.validate(raw, "bench.toml", tmp)
     controller = Controller(cfg)
     await controller.start()
-    out: dict[str, list[float]] = {k: [] for k in ("cold", "start", "wiped", "welcome", "wipe", "files")}
+    keys = ("cold", "start", "paint", "failed", "wiped", "welcome", "wipe", "files")
+    out: dict[str, list[float]] = {k: [] for k in keys}
+    failed_page = f"chrome-extension://{policies.bar_extension_id()}/failed.html"
     try:
         while controller.kiosk.phase != "idle":
             await asyncio.sleep(0.01)
@@ -128,12 +150,30 @@ async def _measure(tmp: Path, url: str, unit_socket: str | None = None) -> dict[
                 await pilot.click("#touch")
                 await until(lambda: app.screen.query("#service-caf"))
                 await pilot.pause()
+                _Page.painted.clear()
+                _Page.armed.clear()
                 began = time.monotonic()
                 await pilot.click("#service-caf")
                 await until(lambda: isinstance(app.screen, SessionScreen) and app.screen.is_mounted)
                 out["start"].append(time.monotonic() - began)
                 out["cold"].append(controller.kiosk.session.browser.started_s or 0.0)
-                await asyncio.sleep(0.5)  # the page loads and writes its storage
+                # The browser's pages as seen on the controller's DevTools pipe (browser level: the policy
+                # refuses the pipe any page), to see our page replace the failed one.
+                shown: list[float] = []
+                cdp = controller.kiosk.session.browser.cdp
+
+                def watch(message: dict[str, Any], shown: list[float] = shown) -> None:
+                    info = message.get("params", {}).get("targetInfo", {})
+                    if not shown and str(info.get("url", "")).startswith(failed_page):
+                        shown.append(time.monotonic())
+
+                cdp.listeners.append(watch)
+                await cdp.send("Target.setDiscoverTargets", {"discover": True})
+                _Page.armed.set()
+                await until(lambda: _Page.painted)  # the page painted (and wrote its storage)
+                out["paint"].append(_Page.painted[0] - began)
+                await until(lambda shown=shown: shown)
+                out["failed"].append(shown[0] - _Page.painted[0])
                 await pilot.click("#end")
                 await until(lambda: app.screen.query("#yes"))
                 await pilot.pause()
@@ -168,12 +208,16 @@ def run() -> list[Row]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/"
+    unused = socket.socket()  # bound, never listening: connections to it are refused, as with the link down
+    unused.bind(("127.0.0.1", 0))
+    _Page.failed_url = f"http://127.0.0.1:{unused.getsockname()[1]}/suite"
     try:
         with tempfile.TemporaryDirectory(prefix="allervers-bench-kiosk-") as tmp:
             m = asyncio.run(_measure(Path(tmp), url))
         u = _measure_units(url)
     finally:
         server.shutdown()
+        unused.close()
 
     def med(key: str) -> float:
         return statistics.median(m[key])
@@ -190,6 +234,8 @@ def run() -> list[Row]:
         ("kiosk: wipe alone, controller side (median)", f"{med('wipe'):.3f} s, {med('files'):.0f} files", ""),
         ("kiosk: browser cold start, spawn -> DevTools answer (median)", f"{med('cold'):.2f} s", "reported apart"),
         ("kiosk: service tile -> session screen (median)", f"{med('start'):.2f} s", ""),
+        ("kiosk: service tile -> first paint of the service page (local page, median)", f"{med('paint'):.2f} s", ""),
+        ("kiosk: failed navigation -> our page shown (median)", f"{med('failed'):.2f} s", ""),
     ] + (
         [(f"kiosk, sessions as units (launch = unit): {u}", "", "")]
         if isinstance(u, str)
