@@ -87,7 +87,7 @@ class ServicesScreen(KioskScreen):
     def compose(self) -> ComposeResult:
         yield Title(self.t("services.title"), id="services-title")
         yield Notice(self.t("services.help"))
-        with VerticalScroll(id="tiles"):
+        with VerticalScroll(id="tiles", can_focus=False):
             for service in self.services:
                 yield ServiceTile(
                     service,
@@ -122,7 +122,7 @@ class OfflineScreen(ServicesScreen):
         usable = [s for s in self.services if not s.get("needs_link", True)]
         yield Title(self.t("offline.title"), id="offline-title")
         yield Notice(self.t("offline.some") if usable else self.t("offline.none"), id="offline-help")
-        with VerticalScroll(id="tiles"):
+        with VerticalScroll(id="tiles", can_focus=False):
             for service in usable:
                 yield ServiceTile(service, self.kiosk.texts.label(service), self.kiosk.texts.label(service, "hint"))
         yield BigButton(self.t("back"), id="back", classes="secondary")

@@ -583,3 +583,20 @@ async def test_launcher_on_a_real_controller_socket(run_controller: Any, kiosk_c
         await call_once(cfg.api.control_socket, "kiosk.lock", {"reason": "test"})
         await on_screen(app, ClosedScreen)
         await wait_until(lambda: "La borne est fermée" in texts(app))
+
+
+async def test_every_focus_stop_is_a_button() -> None:
+    """Issue 15 point 8: Tab (or an arrow) used to stop on the services' scrolling list, which shows no focus."""
+    kiosk = ScriptedKiosk()
+    app = launcher(kiosk)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await on_screen(app, WelcomeScreen)
+        await tap(pilot, "#touch")
+        services = await on_screen(app, ServicesScreen)
+        chain = services.focus_chain
+        assert chain and all(isinstance(widget, BigButton) for widget in chain), [type(w).__name__ for w in chain]
+        for _ in range(len(chain) + 1):
+            await pilot.press("tab")
+            assert isinstance(app.focused, BigButton), app.focused
+            await pilot.press("up")
+            assert isinstance(app.focused, BigButton), app.focused
