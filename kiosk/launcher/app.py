@@ -30,6 +30,7 @@ from .messages import (
     ServiceChosen,
     StartTouched,
     StillHere,
+    ZoomCycled,
 )
 from .screens import (
     ClosedScreen,
@@ -43,6 +44,7 @@ from .screens import (
 )
 
 ACTIVITY_EVERY_S = 5.0  # input in the launcher counts as activity, reported at most this often
+ZOOM_LEVELS = (100, 125, 150, 200)  # "Agrandir le texte", percent: what kiosk.session.ZOOM_LEVELS accepts
 
 
 class KioskClient(Protocol):
@@ -79,6 +81,7 @@ class KioskApp(App[None]):
         self.client = client
         self.default_lang = lang
         self.texts = Texts(lang)
+        self.zoom = ZOOM_LEVELS[0]
         self.poll_s = poll_s
         self.back_after_s = back_after_s  # an idle services or end screen goes back to welcome
         self.end_timeout_s = end_timeout_s
@@ -185,7 +188,8 @@ class KioskApp(App[None]):
             "opening": lambda: OpeningScreen(kwargs.get("label", "")),
         }
         if mode in ("welcome", "closed") and kwargs.get("new_visitor", True):
-            self.texts = Texts(self.default_lang)  # the next visitor starts in French again
+            self.texts = Texts(self.default_lang)  # the next visitor starts in French again, at 100 %
+            self.zoom = ZOOM_LEVELS[0]
         self.mode = mode
         self._last_input = self.monotonic()
         while len(self.screen_stack) > 2:
@@ -242,6 +246,12 @@ class KioskApp(App[None]):
         self.texts = Texts("en" if self.texts.lang == "fr" else "fr")
         self._show(self.mode if self.mode in ("welcome", "services", "offline") else "welcome", new_visitor=False)
 
+    @on(ZoomCycled)
+    def _zoom(self) -> None:
+        self.zoom = ZOOM_LEVELS[(ZOOM_LEVELS.index(self.zoom) + 1) % len(ZOOM_LEVELS)]
+        if isinstance(self.screen, WelcomeScreen):
+            self.screen.show_zoom(self.zoom)
+
     @on(BackToWelcome)
     def _back(self) -> None:
         self._own_end = False
@@ -257,7 +267,8 @@ class KioskApp(App[None]):
 
     async def _open(self, service: str) -> None:
         try:
-            await self.client.call("session.start", {"service": service, "lang": self.texts.lang}, 60.0)
+            args = {"service": service, "lang": self.texts.lang, "zoom": self.zoom}
+            await self.client.call("session.start", args, 60.0)
         except (ClientError, OSError, TimeoutError):
             screen = self.screen
             if isinstance(screen, OpeningScreen):

@@ -19,6 +19,11 @@ class LanguageToggled(Message):
 
 
 @dataclass
+class ZoomCycled(Message):
+    """ "Agrandir le texte": the browser's zoom for this visitor, 100 -> 125 -> 150 -> 200 -> 100 %."""
+
+
+@dataclass
 class ServiceChosen(Message):
     service: str
 

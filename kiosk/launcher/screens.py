@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, LoadingIndicator, Static
 
@@ -21,8 +21,9 @@ from .messages import (
     ServiceChosen,
     StartTouched,
     StillHere,
+    ZoomCycled,
 )
-from .widgets import BigButton, Faces, Notice, ServiceTile, Title
+from .widgets import BigButton, Faces, Notice, ServiceGrid, ServiceTile, Title
 
 if TYPE_CHECKING:
     from .app import KioskApp
@@ -31,6 +32,7 @@ ARROWS = [
     Binding("down,right", "app.focus_next", show=False),
     Binding("up,left", "app.focus_previous", show=False),
 ]
+SHORT_ROWS = 28  # fewer rows than this (the bus's 1280x800 screen has 23): titles lose their margins, help goes
 
 
 class KioskScreen(Screen[None]):
@@ -50,6 +52,9 @@ class KioskScreen(Screen[None]):
         """Mounted *and* its widgets are there: a status update can arrive in between, under load."""
         return self.is_mounted and bool(self.children)
 
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.height < SHORT_ROWS, "-short")
+
 
 class WelcomeScreen(KioskScreen):
     BINDINGS = [*ARROWS, Binding("space", "start", show=False)]
@@ -60,7 +65,9 @@ class WelcomeScreen(KioskScreen):
             yield Notice(self.kiosk.vehicle_name, id="vehicle")
             yield BigButton(self.t("welcome.touch"), id="touch", variant="primary")
             yield Notice(self.t("welcome.promise"), id="promise")
-            yield BigButton(self.t("lang.switch"), id="language", classes="secondary")
+            with Horizontal(id="welcome-options"):
+                yield BigButton(self.t("welcome.zoom", percent=self.kiosk.zoom), id="zoom", classes="secondary")
+                yield BigButton(self.t("lang.switch"), id="language", classes="secondary")
 
     def on_mount(self) -> None:
         self.query_one("#touch").focus()
@@ -76,9 +83,24 @@ class WelcomeScreen(KioskScreen):
     def _language(self) -> None:
         self.post_message(LanguageToggled())
 
+    @on(Button.Pressed, "#zoom")
+    def _zoom(self) -> None:
+        self.post_message(ZoomCycled())
+
+    def show_zoom(self, percent: int) -> None:
+        self.query_one("#zoom", BigButton).label = self.t("welcome.zoom", percent=percent)
+
 
 class ServicesScreen(KioskScreen):
-    BINDINGS = [*ARROWS, Binding("escape", "back", show=False)]
+    """Every service as a tile, all at once: the arrows move in the grid, Enter opens, "Retour" under it."""
+
+    BINDINGS = [
+        Binding("left", "move(-1, 0)", show=False),
+        Binding("right", "move(1, 0)", show=False),
+        Binding("up", "move(0, -1)", show=False),
+        Binding("down", "move(0, 1)", show=False),
+        Binding("escape", "back", show=False),
+    ]
 
     def __init__(self, services: list[dict[str, Any]]):
         super().__init__()
@@ -86,21 +108,37 @@ class ServicesScreen(KioskScreen):
 
     def compose(self) -> ComposeResult:
         yield Title(self.t("services.title"), id="services-title")
-        yield Notice(self.t("services.help"))
-        with VerticalScroll(id="tiles", can_focus=False):
-            for service in self.services:
-                yield ServiceTile(
-                    service,
-                    self.kiosk.texts.label(service),
-                    self.kiosk.texts.label(service, "hint"),
-                    usable=service.get("usable", True),
-                )
+        yield Notice(self.t("services.help"), id="services-help")
+        yield self.grid(self.services)
         yield BigButton(self.t("back"), id="back", classes="secondary")
+
+    def grid(self, services: list[dict[str, Any]]) -> ServiceGrid:
+        label = self.kiosk.texts.label
+        tiles = [ServiceTile(s, label(s), label(s, "hint"), usable=s.get("usable", True)) for s in services]
+        return ServiceGrid(*tiles, id="tiles")
 
     def on_mount(self) -> None:
         tiles = [t for t in self.query(ServiceTile) if not t.disabled]
-        if tiles:
-            tiles[0].focus()
+        (tiles[0] if tiles else self.query_one("#back")).focus()
+
+    def action_move(self, dx: int, dy: int) -> None:
+        """Left/right: the previous or next tile; up/down: the tile above or below; past the last row, "Retour"."""
+        tiles = list(self.query(ServiceTile))
+        back = self.query_one("#back")
+        if self.focused not in tiles:
+            usable = [t for t in tiles if not t.disabled]
+            if self.focused is back and (dx < 0 or dy < 0) and usable:
+                usable[-1].focus()
+            return
+        step = dx or dy * self.query_one(ServiceGrid).columns
+        index = tiles.index(self.focused) + step
+        while 0 <= index < len(tiles):
+            if not tiles[index].disabled:
+                tiles[index].focus()
+                return
+            index += step
+        if step > 0:
+            back.focus()
 
     def action_back(self) -> None:
         self.post_message(BackToWelcome())
@@ -122,14 +160,8 @@ class OfflineScreen(ServicesScreen):
         usable = [s for s in self.services if not s.get("needs_link", True)]
         yield Title(self.t("offline.title"), id="offline-title")
         yield Notice(self.t("offline.some") if usable else self.t("offline.none"), id="offline-help")
-        with VerticalScroll(id="tiles", can_focus=False):
-            for service in usable:
-                yield ServiceTile(service, self.kiosk.texts.label(service), self.kiosk.texts.label(service, "hint"))
+        yield self.grid(usable)
         yield BigButton(self.t("back"), id="back", classes="secondary")
-
-    def on_mount(self) -> None:
-        tiles = list(self.query(ServiceTile))
-        (tiles[0] if tiles else self.query_one("#back")).focus()
 
 
 class OpeningScreen(KioskScreen):
@@ -297,7 +329,8 @@ class EndScreen(KioskScreen):
         yield BigButton(self.t("end.again"), id="again", classes="secondary")
 
     def on_mount(self) -> None:
-        for selector in ("#faces", "#again", "#feedback-question"):
+        # Only what has something to say takes room: an empty notice would push the faces down.
+        for selector in ("#faces", "#again", "#feedback-question", "#end-reason", "#end-phase", "#end-pages"):
             self.query_one(selector).display = False
         self.show_reason(self.reason)
         self.show_phase(self.phase)

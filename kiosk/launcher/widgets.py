@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
+from textual import events
 from textual.app import ComposeResult
-from textual.containers import Horizontal
+from textual.containers import Container, Horizontal
+from textual.content import Content
 from textual.widgets import Button, Static
 
 
@@ -25,25 +28,95 @@ class BigButton(Button):
     """
 
 
+CELL_W_PX, CELL_H_PX = 17.6, 35.0  # one cell of foot at the shipped font size: tiles are sized in pixels, not cells
+MIN_TILE_W, MIN_TILE_H = 20, 3  # cells: "Assurance Maladie" on one line with a margin; a label between two rows
+GUTTER_W, GUTTER_H = 2, 1
+MAX_HINT_LINES = 3  # more is a wall of text under the name: the hint is shortened instead
+
+
+def grid_shape(count: int, width: int, height: int) -> tuple[int, int]:
+    """Columns and rows that show ``count`` tiles in ``width`` x ``height`` cells, each as big as can be.
+
+    The shape whose tiles have the largest short side on the glass wins (a cell is twice as tall as it is wide),
+    among those whose tiles keep a readable size; when none does (a very small terminal), the one that comes
+    closest, so that every tile is still on the screen."""
+    best: tuple[tuple[bool, float, int], tuple[int, int]] | None = None
+    for columns in range(1, max(count, 1) + 1):
+        rows = -(-max(count, 1) // columns)
+        tile_w = (width - GUTTER_W * (columns - 1)) / columns
+        tile_h = (height - GUTTER_H * (rows - 1)) / rows
+        readable = tile_w >= MIN_TILE_W and tile_h >= MIN_TILE_H
+        key = (readable, min(tile_w * CELL_W_PX, tile_h * CELL_H_PX), -columns)
+        if best is None or key > best[0]:
+            best = (key, (columns, rows))
+    assert best is not None
+    return best[1]
+
+
+def tile_lines(label: str, hint: str, width: int, height: int) -> tuple[list[str], list[str]]:
+    """The label whole, then as much of the hint as fits in ``height`` lines of ``width`` (and MAX_HINT_LINES): all
+    of it, or its first clauses ("Allocations familiales, aide au logement" -> "Allocations familiales"), or
+    nothing; never a word cut and never the label."""
+    wrap_width = max(width, 1)
+    label_lines = textwrap.wrap(label, wrap_width) or [""]
+    clauses = [c.strip() for c in hint.split(",") if c.strip()]
+    for keep in range(len(clauses), 0, -1):
+        hint_lines = textwrap.wrap(", ".join(clauses[:keep]), wrap_width)
+        fits = len(label_lines) + len(hint_lines) <= height and len(hint_lines) <= MAX_HINT_LINES
+        if fits and all(len(line) <= wrap_width for line in hint_lines):
+            return label_lines, hint_lines
+    return label_lines, []
+
+
 class ServiceTile(BigButton):
-    """One service: its name in bold and a plain-words line under it."""
+    """One service: its name in bold and, when there is room, a plain-words line under it."""
 
     DEFAULT_CSS = """
     ServiceTile {
-        min-height: 5;
-        content-align: left middle;
-        text-align: left;
-    }
-    ServiceTile.-unusable {
-        text-style: none;
+        width: 1fr;
+        height: 1fr;
+        min-height: 3;
+        padding: 0 1;
+        content-align: center middle;
+        text-align: center;
     }
     """
 
     def __init__(self, service: dict[str, Any], label: str, hint: str, *, usable: bool = True):
-        text = f"{label}\n{hint}" if hint else label
-        super().__init__(text, id=f"service-{service['id']}", classes="" if usable else "-unusable")
+        super().__init__(label, id=f"service-{service['id']}", classes="" if usable else "-unusable")
         self.service_id = service["id"]
+        self.service_label = label
+        self.hint = hint
         self.disabled = not usable
+
+    def on_resize(self, event: events.Resize) -> None:
+        # Button pads each line of its label by line-pad cells on both sides.
+        width = self.content_size.width - 2 * self.styles.line_pad
+        label, hint = tile_lines(self.service_label, self.hint, width, self.content_size.height)
+        # The name in bold, the plain words under it in regular weight: the eye finds the names first.
+        self.label = Content.assemble(("\n".join(label), "bold"), *(["\n" + "\n".join(hint)] if hint else []))
+
+
+class ServiceGrid(Container):
+    """Every service tile at once, in as many columns as make the tiles biggest: seniors do not scroll."""
+
+    DEFAULT_CSS = f"""
+    ServiceGrid {{
+        layout: grid;
+        grid-gutter: {GUTTER_H} {GUTTER_W};
+        height: 1fr;
+    }}
+    """
+
+    def __init__(self, *tiles: ServiceTile, id: str | None = None):
+        super().__init__(*tiles, id=id)
+        self.columns = 1
+
+    def on_resize(self, event: events.Resize) -> None:
+        count = len(self.query(ServiceTile))
+        self.columns, rows = grid_shape(count, event.size.width, event.size.height)
+        self.styles.grid_size_columns = self.columns
+        self.styles.grid_size_rows = rows
 
 
 class Faces(Horizontal):
@@ -57,6 +130,9 @@ class Faces(Horizontal):
     Faces BigButton {
         width: 1fr;
         margin: 1 1 0 0;
+    }
+    Faces #skip {
+        margin: 1 0 0 0;
     }
     """
 
