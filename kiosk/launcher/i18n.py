@@ -96,7 +96,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "feedback.question": ("Ce service vous a-t-il aidé ?", "Did this service help you?"),
     "feedback.good": ("😊  Oui", "😊  Yes"),
     "feedback.neutral": ("😐  Un peu", "😐  A little"),
-    "feedback.bad": ("🙁  Non", "🙁  No"),
+    "feedback.bad": ("😞  Non", "😞  No"),  # 🙁 has no glyph in DejaVu, the bus's fonts
     "feedback.skip": ("Passer", "Skip"),
     "feedback.thanks": ("Merci ! À bientôt.", "Thank you! See you soon."),
     "end.again": ("Touchez l'écran pour revenir à l'accueil", "Touch the screen to go back to the start"),

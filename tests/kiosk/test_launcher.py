@@ -144,7 +144,7 @@ async def test_ending_asks_first_no_is_the_default_then_wipe_done_faces_and_back
         shown = texts(app)
         assert "Vos données ont été effacées." in shown and "Pages imprimées : 2" in shown
         assert "Ce service vous a-t-il aidé ?" in shown
-        assert "😊  Oui" in shown and "😐  Un peu" in shown and "🙁  Non" in shown and "Passer" in shown
+        assert "😊  Oui" in shown and "😐  Un peu" in shown and "😞  Non" in shown and "Passer" in shown
         await tap(pilot, "#face-good")
         await wait_until(lambda: ("session.feedback", {"rating": "good"}) in kiosk.calls)
         await wait_until(lambda: "Merci ! À bientôt." in texts(app))

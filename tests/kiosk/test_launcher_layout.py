@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Static
 
 from kiosk.launcher.app import ZOOM_LEVELS, KioskApp
+from kiosk.launcher.i18n import TEXTS
 from kiosk.launcher.screens import (
     ClosedScreen,
     ConfirmEndScreen,
@@ -372,3 +374,17 @@ async def test_larger_text_cycles_goes_to_session_start_and_the_next_visitor_sta
         await tap(pilot, "#again")
         welcome = await on_screen(app, WelcomeScreen)
         assert str(welcome.query_one("#zoom", Button).label) == "Agrandir le texte : 100 %"  # the next visitor
+
+
+def test_every_character_of_the_launcher_has_a_glyph_in_the_fonts_on_the_bus() -> None:
+    """The bus installs only fonts-dejavu-core (foot falls back to DejaVu Sans for the faces): a character outside
+    DejaVu is a box with a hex code on the public screen (🙁 was)."""
+    chars = sorted({c for pair in TEXTS.values() for text in pair for c in text if ord(c) > 0x7E})
+    missing = []
+    for char in chars:
+        families = subprocess.run(
+            ["fc-list", f":charset={ord(char):x}", "family"], capture_output=True, text=True, check=True
+        ).stdout
+        if "DejaVu" not in families:
+            missing.append(f"{char} U+{ord(char):04X}")
+    assert missing == []
