@@ -27,15 +27,19 @@ from rich.console import Console  # noqa: E402
 from kiosk.launcher.app import KioskApp  # noqa: E402
 from kiosk.launcher.screens import (  # noqa: E402
     ClosedScreen,
-    ConfirmEndScreen,
-    EndScreen,
     OfflineScreen,
     ServicesScreen,
     SessionScreen,
     WelcomeScreen,
 )
 from tests.conftest import wait_until  # noqa: E402
-from tests.kiosk.scripted_kiosk import ScriptedKiosk, on_screen, screen_services, tap  # noqa: E402
+from tests.kiosk.scripted_kiosk import (  # noqa: E402
+    ScriptedKiosk,
+    end_as_the_visitor,
+    on_screen,
+    screen_services,
+    tap,
+)
 
 PANELS = {"1280x800": (72, 23), "1920x1080": (109, 31)}  # pixels -> foot's cells at the shipped font size 22
 
@@ -116,13 +120,8 @@ async def session(app: KioskApp, pilot: Any, kiosk: ScriptedKiosk) -> None:
 
 
 async def end(app: KioskApp, pilot: Any, kiosk: ScriptedKiosk) -> None:
-    await kiosk.call("session.start", {"service": "caf"})
-    await on_screen(app, SessionScreen)
-    await tap(pilot, "#end")
-    await on_screen(app, ConfirmEndScreen)
-    await tap(pilot, "#yes")
-    screen = await on_screen(app, EndScreen)
-    await wait_until(lambda: screen.result is not None and screen.query_one("#faces").display, message="the faces")
+    screen = await end_as_the_visitor(app, pilot, kiosk)
+    await wait_until(lambda: screen.query_one("#faces").display, message="the faces")
 
 
 async def closed(app: KioskApp, pilot: Any, kiosk: ScriptedKiosk) -> None:

@@ -37,10 +37,10 @@ def screen_text(app: Any) -> str:
     return "\n".join(line.rstrip() for line in out.export_text(styles=False).splitlines()) + "\n"
 
 
-def check(name: str, text: str) -> None:
-    path = SNAPSHOTS / f"{name}.txt"
+def check(name: str, text: str, folder: Path = SNAPSHOTS) -> None:
+    path = folder / f"{name}.txt"
     if UPDATE:
-        SNAPSHOTS.mkdir(exist_ok=True)
+        folder.mkdir(exist_ok=True)
         path.write_text(text, encoding="utf-8")
         return
     assert path.exists(), f"no snapshot {path.name}: run with ALLERVERS_UPDATE_SNAPSHOTS=1 and review it"

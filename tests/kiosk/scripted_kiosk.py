@@ -1,6 +1,7 @@
 """A scripted double of the controller's kiosk socket, for the launcher's screen tests and scripts/screenshots:
 it answers ``kiosk.status`` and the session commands the way kiosk/session.py does, from a status the caller sets;
-and the two moves that drive the launcher with the Pilot (wait for a screen, tap a widget once it is laid out)."""
+and the moves that drive the launcher with the Pilot (wait for a screen, tap a widget once it is laid out, end a
+session as a visitor does)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import copy
 from typing import Any
 
 from firmware_host.api import ClientError
+from kiosk.launcher.screens import ConfirmEndScreen, EndScreen, SessionScreen
 from kiosk.settings import DEFAULT_SERVICES
 from tests.conftest import wait_until
 
@@ -174,3 +176,15 @@ async def tap(pilot: Any, selector: str, timeout: float = 10.0) -> None:
     await wait_until(placed, timeout, message=f"{selector} laid out")
     await pilot.pause()
     await pilot.click(selector)
+
+
+async def end_as_the_visitor(app: Any, pilot: Any, kiosk: ScriptedKiosk, service: str = "caf") -> EndScreen:
+    """Start a session, touch "Terminer et tout effacer", confirm: the end screen once the wipe's result is in."""
+    await kiosk.call("session.start", {"service": service})
+    await on_screen(app, SessionScreen)
+    await tap(pilot, "#end")
+    await on_screen(app, ConfirmEndScreen)
+    await tap(pilot, "#yes")
+    end = await on_screen(app, EndScreen)
+    await wait_until(lambda: end.result is not None, message="the wipe result")
+    return end

@@ -9,8 +9,6 @@ like code; docs/screenshots/ (scripts/screenshots) shows the same screens in col
 
 from __future__ import annotations
 
-import difflib
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -37,27 +35,13 @@ from kiosk.launcher.screens import (
 from kiosk.launcher.widgets import MIN_TILE_H, MIN_TILE_W, ServiceGrid, ServiceTile, grid_shape, tile_lines
 from kiosk.session import ZOOM_LEVELS as CONTROLLER_ZOOM_LEVELS
 from tests.conftest import wait_until
-from tests.firmware_host.test_console_snapshots import screen_text
+from tests.firmware_host.test_console_snapshots import check, screen_text
 
-from .scripted_kiosk import ScriptedKiosk, on_screen, screen_services, tap
+from .scripted_kiosk import ScriptedKiosk, end_as_the_visitor, on_screen, screen_services, tap
 from .test_launcher import launcher
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
-UPDATE = os.environ.get("ALLERVERS_UPDATE_SNAPSHOTS") == "1"
 BUS, WIDE = (72, 23), (109, 31)
-
-
-def check_snapshot(name: str, text: str) -> None:
-    path = SNAPSHOTS / f"{name}.txt"
-    if UPDATE:
-        SNAPSHOTS.mkdir(exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        return
-    assert path.exists(), f"no snapshot {path.name}: run with ALLERVERS_UPDATE_SNAPSHOTS=1 and review it"
-    expected = path.read_text(encoding="utf-8")
-    if text != expected:
-        diff = "\n".join(difflib.unified_diff(expected.splitlines(), text.splitlines(), "expected", "now", lineterm=""))
-        pytest.fail(f"screen {name} differs from its snapshot:\n{diff}")
 
 
 def shown(widget: Widget) -> bool:
@@ -141,7 +125,7 @@ async def test_welcome_fits_with_its_promise_and_one_big_target(size: tuple[int,
         assert touch.region.width == welcome.content_region.width and touch.region.height >= 9
         for button in ("#zoom", "#language"):
             assert welcome.query_one(button).region.height >= 3
-        check_snapshot(f"welcome_{size[0]}x{size[1]}", screen_text(app))
+        check(f"welcome_{size[0]}x{size[1]}", screen_text(app), SNAPSHOTS)
 
 
 @pytest.mark.parametrize("count", [8, 12])
@@ -166,7 +150,7 @@ async def test_one_touch_on_welcome_shows_every_service(size: tuple[int, int], c
         overlaps = [(a.id, b.id) for a in tiles for b in tiles if a is not b and a.region.overlaps(b.region)]
         assert overlaps == []
         assert screen.query_one("#back").region.bottom <= size[1]
-        check_snapshot(f"services_{count}_{size[0]}x{size[1]}", screen_text(app))
+        check(f"services_{count}_{size[0]}x{size[1]}", screen_text(app), SNAPSHOTS)
 
 
 async def test_english_labels_fit_the_bus_screen_too() -> None:
@@ -308,37 +292,20 @@ async def test_every_screen_is_readable_on_the_bus_screen(lang: str) -> None:
             await readable(ClosedScreen)
 
 
-async def test_the_failed_wipe_and_the_faces_fit_the_bus_screen() -> None:
+@pytest.mark.parametrize("wipe_ok", [True, False], ids=["faces", "failed-wipe"])
+async def test_the_end_fits_the_bus_screen_with_the_faces_or_the_failure(wipe_ok: bool) -> None:
     kiosk = ScriptedKiosk(services=screen_services(8))
-    kiosk.wipe_ok = False
+    kiosk.wipe_ok = wipe_ok
     app = launcher(kiosk)
     async with app.run_test(size=BUS) as pilot:
-        await kiosk.call("session.start", {"service": "caf"})
-        await on_screen(app, SessionScreen)
-        await tap(pilot, "#end")
-        await tap(pilot, "#yes")
-        end = await on_screen(app, EndScreen)
-        await wait_until(lambda: end.result is not None)
+        end = await end_as_the_visitor(app, pilot, kiosk)
+        buttons = ("#face-good", "#face-neutral", "#face-bad", "#skip") if wipe_ok else ("#again",)
+        await wait_until(lambda: end.query_one(buttons[0]).display, message=buttons[0])
         await settle(pilot)
         assert_readable(app)
-        assert end.query_one("#again").region.bottom <= BUS[1]
-
-
-async def test_the_three_faces_fit_the_bus_screen() -> None:
-    kiosk = ScriptedKiosk(services=screen_services(8))
-    app = launcher(kiosk)
-    async with app.run_test(size=BUS) as pilot:
-        await kiosk.call("session.start", {"service": "caf"})
-        await on_screen(app, SessionScreen)
-        await tap(pilot, "#end")
-        await tap(pilot, "#yes")
-        end = await on_screen(app, EndScreen)
-        await wait_until(lambda: end.result is not None and end.query_one("#faces").display)
-        await settle(pilot)
-        assert_readable(app)
-        for button in ("#face-good", "#face-neutral", "#face-bad", "#skip"):
+        for button in buttons:
             region = end.query_one(button).region
-            assert region.height >= 3 and region.width >= 14, button
+            assert region.height >= 3 and region.width >= 14 and region.bottom <= BUS[1], button
 
 
 # --- "Agrandir le texte" ------------------------------------------------------------------------------------------
