@@ -7,6 +7,9 @@ import string
 from typing import Any
 from urllib.parse import urlsplit
 
+# The launcher shows every enabled service at once, as tiles big enough for a finger, on the bus's 72x23 cells.
+MAX_SERVICES = 12
+
 # Placeholders a browser_command may use; {profile_dir} is required so the profile lands in the session's home.
 BROWSER_PLACEHOLDERS = ("url", "profile_dir", "downloads_dir", "home", "lang")
 
@@ -217,8 +220,14 @@ def _check_scan_options(values: list[str]) -> str | None:
 def _check_section(values: dict[str, Any]) -> tuple[str, str] | None:
     if values["launch"] == "unit" and values["session_user"] == "":
         return "session_user", 'must name the user of allervers-session@.service (User=) with launch = "unit"'
-    if values["enabled"] and not any(s["enabled"] for s in values["services"]):
+    enabled = sum(1 for s in values["services"] if s["enabled"])
+    if values["enabled"] and not enabled:
         return "services", "no enabled service: the terminal would have nothing to offer"
+    if enabled > MAX_SERVICES:
+        return "services", (
+            f"{enabled} enabled services: at most {MAX_SERVICES} fit the public screen at once "
+            "(set enabled = false on the others)"
+        )
     return None
 
 

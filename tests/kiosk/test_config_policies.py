@@ -88,6 +88,10 @@ def test_relative_paths_resolve_against_the_config_folder() -> None:
             {"services": [{"id": "a", "label": "A", "url": "https://a.fr", "enabled": False}]},
             "kiosk.services: no enabled service",
         ),
+        (
+            {"services": [{"id": f"s{n}", "label": f"S{n}", "url": "https://a.fr"} for n in range(13)]},
+            "kiosk.services: 13 enabled services: at most 12 fit the public screen at once",
+        ),
     ],
 )
 def test_config_errors_name_the_key(kiosk: dict[str, Any], message: str) -> None:
