@@ -54,14 +54,14 @@ def grid_shape(count: int, width: int, height: int) -> tuple[int, int]:
 
 
 def tile_lines(label: str, hint: str, width: int, height: int) -> tuple[list[str], list[str]]:
-    """The label whole, then as much of the hint as fits in ``height`` lines of ``width`` (and MAX_HINT_LINES): all
-    of it, or its first clauses ("Allocations familiales, aide au logement" -> "Allocations familiales"), or
-    nothing; never a word cut and never the label."""
+    """The label whole (a word too long for the tile is split rather than lost), then as much of the hint as fits
+    in ``height`` lines of ``width`` and MAX_HINT_LINES: all of it, or its first clauses ("Allocations familiales,
+    aide au logement" -> "Allocations familiales") with no word cut, or nothing."""
     wrap_width = max(width, 1)
     label_lines = textwrap.wrap(label, wrap_width) or [""]
     clauses = [c.strip() for c in hint.split(",") if c.strip()]
     for keep in range(len(clauses), 0, -1):
-        hint_lines = textwrap.wrap(", ".join(clauses[:keep]), wrap_width)
+        hint_lines = textwrap.wrap(", ".join(clauses[:keep]), wrap_width, break_long_words=False)
         fits = len(label_lines) + len(hint_lines) <= height and len(hint_lines) <= MAX_HINT_LINES
         if fits and all(len(line) <= wrap_width for line in hint_lines):
             return label_lines, hint_lines
@@ -83,7 +83,7 @@ class ServiceTile(BigButton):
     """
 
     def __init__(self, service: dict[str, Any], label: str, hint: str, *, usable: bool = True):
-        super().__init__(label, id=f"service-{service['id']}", classes="" if usable else "-unusable")
+        super().__init__(label, id=f"service-{service['id']}")
         self.service_id = service["id"]
         self.service_label = label
         self.hint = hint

@@ -183,7 +183,8 @@ def test_a_tile_keeps_its_label_and_shortens_its_hint_clause_by_clause() -> None
     assert tile_lines("CAF", hint, 40, 3) == (["CAF"], ["Allocations familiales, aide au", "logement, RSA"])
     assert tile_lines("CAF", hint, 30, 2) == (["CAF"], ["Allocations familiales"])
     assert tile_lines("CAF", hint, 30, 1) == (["CAF"], [])
-    assert tile_lines("Assurance Maladie", "Remboursements", 10, 1) == (["Assurance", "Maladie"], [])  # never cut
+    assert tile_lines("Assurance Maladie", "Remboursements", 10, 3) == (["Assurance", "Maladie"], [])  # no word cut
+    assert tile_lines("Télédéclaration", "", 8, 3) == (["Télédécl", "aration"], [])  # split, never lost
     assert tile_lines("Impôts", "", 20, 4) == (["Impôts"], [])
 
 
