@@ -23,10 +23,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from rich.console import Console  # noqa: E402
+from textual.widgets import Static  # noqa: E402
 
 from kiosk.launcher.app import KioskApp  # noqa: E402
 from kiosk.launcher.screens import (  # noqa: E402
     ClosedScreen,
+    IdleScreen,
     OfflineScreen,
     ServicesScreen,
     SessionScreen,
@@ -119,6 +121,14 @@ async def session(app: KioskApp, pilot: Any, kiosk: ScriptedKiosk) -> None:
     await wait_until(lambda: screen.query_one("#warning").has_class("-warning"), message="the 5-minute warning")
 
 
+async def idle(app: KioskApp, pilot: Any, kiosk: ScriptedKiosk) -> None:
+    await kiosk.call("session.start", {"service": "caf"})
+    await on_screen(app, SessionScreen)
+    kiosk.status["session"].update(idle_prompt=True, idle_left_s=42)
+    screen = await on_screen(app, IdleScreen)
+    await wait_until(lambda: "42" in str(screen.query_one("#idle-left", Static).content), message="the seconds left")
+
+
 async def end(app: KioskApp, pilot: Any, kiosk: ScriptedKiosk) -> None:
     screen = await end_as_the_visitor(app, pilot, kiosk)
     await wait_until(lambda: screen.query_one("#faces").display, message="the faces")
@@ -136,6 +146,7 @@ SHOTS: list[tuple[str, str, int, Steps]] = [
     ("services-12", "1280x800", 12, services),
     ("services", "1920x1080", 8, services),
     ("session", "1280x800", 8, session),
+    ("idle", "1280x800", 8, idle),
     ("end", "1280x800", 8, end),
     ("offline", "1280x800", 12, offline),
     ("closed", "1280x800", 8, closed),
