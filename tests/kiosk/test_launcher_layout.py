@@ -153,6 +153,20 @@ async def test_one_touch_on_welcome_shows_every_service(size: tuple[int, int], c
         check(f"services_{count}_{size[0]}x{size[1]}", screen_text(app), SNAPSHOTS)
 
 
+async def test_a_1024x600_panel_with_foot_at_size_18_fits_too() -> None:
+    """The README's advice for a 7-inch panel: about 71x21 cells."""
+    app = launcher(ScriptedKiosk(services=screen_services(12)))
+    async with app.run_test(size=(71, 21)) as pilot:
+        await on_screen(app, WelcomeScreen)
+        await settle(pilot)
+        assert_readable(app)
+        await tap(pilot, "#touch")
+        screen = await on_screen(app, ServicesScreen)
+        await settle(pilot)
+        assert_readable(app)
+        assert all(t.region.width >= MIN_TILE_W and t.region.height >= MIN_TILE_H for t in screen.query(ServiceTile))
+
+
 async def test_english_labels_fit_the_bus_screen_too() -> None:
     services = screen_services(12)
     app = launcher(ScriptedKiosk(services=services))
