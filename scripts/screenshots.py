@@ -40,6 +40,7 @@ from tests.kiosk.scripted_kiosk import (  # noqa: E402
     end_as_the_visitor,
     on_screen,
     screen_services,
+    settle,
     tap,
 )
 
@@ -89,11 +90,6 @@ def to_png(svg: str, panel: str, out: Path) -> None:
         f.write(svg)
         f.flush()
         subprocess.run(["rsvg-convert", "-w", width, "-h", height, "-b", "#000000", f.name, "-o", str(out)], check=True)
-
-
-async def settle(pilot: Any) -> None:
-    for _ in range(3):  # grid shape, tile sizes, tile text: three layout passes
-        await pilot.pause()
 
 
 Steps = Callable[[KioskApp, Any, ScriptedKiosk], Awaitable[None]]

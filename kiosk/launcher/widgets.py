@@ -9,6 +9,7 @@ from textual import events
 from textual.app import ComposeResult
 from textual.containers import Container, Horizontal
 from textual.content import Content
+from textual.geometry import Size
 from textual.widgets import Button, Static
 
 
@@ -88,8 +89,10 @@ class ServiceTile(BigButton):
         self.service_label = label
         self.hint = hint
         self.disabled = not usable
+        self.worded_for = Size(0, 0)  # the content size the text was last fitted to
 
     def on_resize(self, event: events.Resize) -> None:
+        self.worded_for = self.content_size
         # Button pads each line of its label by line-pad cells on both sides.
         width = self.content_size.width - 2 * self.styles.line_pad
         label, hint = tile_lines(self.service_label, self.hint, width, self.content_size.height)
@@ -111,8 +114,10 @@ class ServiceGrid(Container):
     def __init__(self, *tiles: ServiceTile, id: str | None = None):
         super().__init__(*tiles, id=id)
         self.columns = 1
+        self.shaped_for = Size(0, 0)  # the size the columns and rows were last chosen for
 
     def on_resize(self, event: events.Resize) -> None:
+        self.shaped_for = event.size
         count = len(self.query(ServiceTile))
         self.columns, rows = grid_shape(count, event.size.width, event.size.height)
         self.styles.grid_size_columns = self.columns

@@ -10,6 +10,7 @@ from typing import Any
 
 from firmware_host.api import ClientError
 from kiosk.launcher.screens import ConfirmEndScreen, EndScreen, SessionScreen
+from kiosk.launcher.widgets import ServiceGrid, ServiceTile
 from kiosk.settings import DEFAULT_SERVICES
 from tests.conftest import wait_until
 
@@ -176,6 +177,19 @@ async def tap(pilot: Any, selector: str, timeout: float = 10.0) -> None:
     await wait_until(placed, timeout, message=f"{selector} laid out")
     await pilot.pause()
     await pilot.click(selector)
+
+
+async def settle(pilot: Any) -> None:
+    """Wait for the services' grid to be shaped for its size and every tile worded for its own (a resize re-shapes
+    the grid, which re-sizes the tiles, which re-word their text), then for the screen to be drawn."""
+
+    def laid_out() -> bool:
+        screen = pilot.app.screen
+        grids = all(g.shaped_for == g.size for g in screen.query(ServiceGrid))
+        return grids and all(t.worded_for == t.content_size for t in screen.query(ServiceTile))
+
+    await wait_until(laid_out, message="the services' grid laid out")
+    await pilot.pause()
 
 
 async def end_as_the_visitor(app: Any, pilot: Any, kiosk: ScriptedKiosk, service: str = "caf") -> EndScreen:

@@ -37,7 +37,7 @@ from kiosk.session import ZOOM_LEVELS as CONTROLLER_ZOOM_LEVELS
 from tests.conftest import wait_until
 from tests.firmware_host.test_console_snapshots import check, screen_text
 
-from .scripted_kiosk import ScriptedKiosk, end_as_the_visitor, on_screen, screen_services, tap
+from .scripted_kiosk import ScriptedKiosk, end_as_the_visitor, on_screen, screen_services, settle, tap
 from .test_launcher import launcher
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -63,7 +63,7 @@ def cells(line: str) -> list[str]:
 
 
 def drawn(app: KioskApp, region: Region) -> list[str]:
-    """The words drawn inside ``region`` (frames and focus outlines left out)."""
+    """The words drawn inside ``region`` (the dialogs' frames left out)."""
     rows = [cells(line) for line in screen_text(app).splitlines()]
     inside = ["".join(rows[y][region.x : region.right]) for y in range(region.y, region.bottom) if y < len(rows)]
     return "".join(" " if "\u2500" <= c <= "\u259f" else c for c in " ".join(inside)).split()
@@ -103,12 +103,6 @@ def background_colours(app: KioskApp, region: Region) -> set[str]:
                     colours.add(segment.style.bgcolor.name)
                 x += 1
     return colours
-
-
-async def settle(pilot: Any) -> None:
-    """A resize re-shapes the grid, which re-sizes the tiles, which re-word their text: three layout passes."""
-    for _ in range(3):
-        await pilot.pause()
 
 
 # --- every service one touch away --------------------------------------------------------------------------------
