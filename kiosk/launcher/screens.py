@@ -75,6 +75,10 @@ class WelcomeScreen(KioskScreen):
     def action_start(self) -> None:
         self.post_message(StartTouched())
 
+    def on_click(self, event: events.Click) -> None:
+        # "Touchez l'écran": a touch on the title or the promise starts too (the buttons keep their own touches).
+        self.post_message(StartTouched())
+
     @on(Button.Pressed, "#touch")
     def _touched(self) -> None:
         self.post_message(StartTouched())

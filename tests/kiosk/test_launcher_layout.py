@@ -122,6 +122,17 @@ async def test_welcome_fits_with_its_promise_and_one_big_target(size: tuple[int,
         check(f"welcome_{size[0]}x{size[1]}", screen_text(app), SNAPSHOTS)
 
 
+async def test_touching_the_promise_or_the_title_starts_too_but_not_the_two_small_buttons() -> None:
+    app = launcher(ScriptedKiosk(services=screen_services(8)))
+    async with app.run_test(size=BUS) as pilot:
+        await on_screen(app, WelcomeScreen)
+        await tap(pilot, "#zoom")
+        await wait_until(lambda: app.zoom == 125, message="the zoom")
+        assert isinstance(app.screen, WelcomeScreen)
+        await tap(pilot, "#promise")
+        await on_screen(app, ServicesScreen)
+
+
 @pytest.mark.parametrize("count", [8, 12])
 @pytest.mark.parametrize("size", [BUS, WIDE], ids=["72x23", "109x31"])
 async def test_one_touch_on_welcome_shows_every_service(size: tuple[int, int], count: int) -> None:
