@@ -52,6 +52,10 @@ class KioskScreen(Screen[None]):
         """Mounted *and* its widgets are there: a status update can arrive in between, under load."""
         return self.is_mounted and bool(self.children)
 
+    def on_mount(self) -> None:
+        # Before the first layout (as well as on every resize), so the first frame is already the right one.
+        self.set_class(self.app.size.height < SHORT_ROWS, "-short")
+
     def on_resize(self, event: events.Resize) -> None:
         self.set_class(event.size.height < SHORT_ROWS, "-short")
 

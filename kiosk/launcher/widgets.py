@@ -5,11 +5,11 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-from textual import events
-from textual.app import ComposeResult
+from textual.app import ComposeResult, RenderResult
 from textual.containers import Container, Horizontal
 from textual.content import Content
 from textual.geometry import Size
+from textual.layout import Layout
 from textual.widgets import Button, Static
 
 
@@ -89,15 +89,16 @@ class ServiceTile(BigButton):
         self.service_label = label
         self.hint = hint
         self.disabled = not usable
-        self.worded_for = Size(0, 0)  # the content size the text was last fitted to
 
-    def on_resize(self, event: events.Resize) -> None:
-        self.worded_for = self.content_size
-        # Button pads each line of its label by line-pad cells on both sides.
-        width = self.content_size.width - 2 * self.styles.line_pad
+    def worded(self) -> Content:
+        """The tile's text for its current size: the name in bold, the plain words under it in regular weight (the
+        eye finds the names first). Worded at each paint, so no frame shows a text for another size."""
+        width = self.content_size.width - 2 * self.styles.line_pad  # Button pads each line by line-pad cells
         label, hint = tile_lines(self.service_label, self.hint, width, self.content_size.height)
-        # The name in bold, the plain words under it in regular weight: the eye finds the names first.
-        self.label = Content.assemble(("\n".join(label), "bold"), *(["\n" + "\n".join(hint)] if hint else []))
+        return Content.assemble(("\n".join(label), "bold"), *(["\n" + "\n".join(hint)] if hint else []))
+
+    def render(self) -> RenderResult:
+        return self.worded()
 
 
 class ServiceGrid(Container):
@@ -116,12 +117,14 @@ class ServiceGrid(Container):
         self.columns = 1
         self.shaped_for = Size(0, 0)  # the size the columns and rows were last chosen for
 
-    def on_resize(self, event: events.Resize) -> None:
-        self.shaped_for = event.size
-        count = len(self.query(ServiceTile))
-        self.columns, rows = grid_shape(count, event.size.width, event.size.height)
-        self.styles.grid_size_columns = self.columns
-        self.styles.grid_size_rows = rows
+    def pre_layout(self, layout: Layout) -> None:
+        # Shaped just before the tiles are placed, so that no frame shows them in the wrong number of columns.
+        if self.size.area and self.size != self.shaped_for:
+            self.shaped_for = self.size
+            count = len(self.query(ServiceTile))
+            self.columns, rows = grid_shape(count, self.size.width, self.size.height)
+            self.styles.grid_size_columns = self.columns
+            self.styles.grid_size_rows = rows
 
 
 class Faces(Horizontal):

@@ -22,7 +22,7 @@ from kiosk.launcher.screens import (
     SessionScreen,
     WelcomeScreen,
 )
-from kiosk.launcher.widgets import BigButton
+from kiosk.launcher.widgets import BigButton, ServiceTile
 from tests.conftest import wait_until
 
 from .scripted_kiosk import SERVICES, ScriptedKiosk, on_screen, tap
@@ -34,7 +34,9 @@ def texts(app: KioskApp) -> str:
     for widget in app.screen.query("*"):
         if not all(node.display for node in [widget, *widget.ancestors_with_self] if hasattr(node, "display")):
             continue
-        if isinstance(widget, Button):
+        if isinstance(widget, ServiceTile):
+            out.append(str(widget.worded()))  # what the tile draws at its size
+        elif isinstance(widget, Button):
             out.append(str(widget.label))
         elif isinstance(widget, Static):
             out.append(str(widget.content))

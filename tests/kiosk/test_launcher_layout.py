@@ -9,7 +9,10 @@ like code; docs/screenshots/ (scripts/screenshots) shows the same screens in col
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,8 @@ from textual.geometry import Region
 from textual.widget import Widget
 from textual.widgets import Button, Static
 
+from firmware_host import config as config_mod
+from firmware_host.api import call_once
 from kiosk.launcher.app import ZOOM_LEVELS, KioskApp
 from kiosk.launcher.i18n import TEXTS
 from kiosk.launcher.screens import (
@@ -34,9 +39,12 @@ from kiosk.launcher.screens import (
 )
 from kiosk.launcher.widgets import MIN_TILE_H, MIN_TILE_W, ServiceGrid, ServiceTile, grid_shape, tile_lines
 from kiosk.session import ZOOM_LEVELS as CONTROLLER_ZOOM_LEVELS
-from tests.conftest import wait_until
+from kiosk.settings import DEFAULT_SERVICES
+from tests.conftest import wait_until, write_config
+from tests.firmware_host.test_console_cli import tmux
 from tests.firmware_host.test_console_snapshots import check, screen_text
 
+from .conftest import FAKE_BROWSER, TEST_USER
 from .scripted_kiosk import ScriptedKiosk, end_as_the_visitor, on_screen, screen_services, settle, tap
 from .test_launcher import launcher
 
@@ -49,6 +57,8 @@ def shown(widget: Widget) -> bool:
 
 
 def text_of(widget: Widget) -> str:
+    if isinstance(widget, ServiceTile):
+        return str(widget.worded())
     if isinstance(widget, Button):
         return str(widget.label)
     return str(widget.content) if isinstance(widget, Static) else ""
@@ -156,6 +166,49 @@ async def test_one_touch_on_welcome_shows_every_service(size: tuple[int, int], c
         assert overlaps == []
         assert screen.query_one("#back").region.bottom <= size[1]
         check(f"services_{count}_{size[0]}x{size[1]}", screen_text(app), SNAPSHOTS)
+
+
+async def test_the_kiosk_command_on_a_real_terminal_of_the_bus_size(
+    tmp_path: Path, run_controller: Any, visitor: Any, sessions_root: Path
+) -> None:
+    """The issue's "done when", end to end: `allervers kiosk` in a real 72x23 terminal (tmux) on a real controller
+    with the shipped services; one touch (Enter, on the focused big button) shows every service's name."""
+    assert shutil.which("tmux"), "tmux is needed (scripts/test installs it)"
+    kiosk = {
+        "sessions_dir": str(sessions_root / "sessions"),
+        "session_user": TEST_USER,
+        "browser_command": [FAKE_BROWSER, "--user-data-dir={profile_dir}", "--url={url}"],
+        "policy_dir": str(tmp_path / "policies"),
+    }  # no [[kiosk.services]]: the shipped list
+    cfg_path = write_config(tmp_path, kiosk=kiosk)
+    cfg = config_mod.load(cfg_path)
+    controller = await run_controller(cfg)
+    await wait_until(lambda: controller.kiosk.phase == "idle", message="the kiosk ready")
+    await call_once(cfg.api.control_socket, "kiosk.open", {})
+    server = f"allervers-launcher-{os.getpid()}"
+    # Without COLUMNS/LINES from this process (Textual would believe them over the terminal).
+    allervers = Path(sys.executable).parent / "allervers"
+    command = f"env -u COLUMNS -u LINES TERM=xterm-256color LANG=C.UTF-8 {allervers} kiosk -c {cfg_path}"
+    await tmux(server, "new-session", "-d", "-x", str(BUS[0]), "-y", str(BUS[1]), "-s", "kiosk", command)
+    try:
+
+        async def shows(text: str) -> bool:
+            return text in await tmux(server, "capture-pane", "-p", "-t", "kiosk")
+
+        await wait_until(lambda: shows("Touchez l'écran pour commencer"), timeout=20, message="the welcome screen")
+        await tmux(server, "send-keys", "-t", "kiosk", "Enter")
+
+        async def in_a_grid() -> bool:  # side by side, not a list to scroll
+            lines = (await tmux(server, "capture-pane", "-p", "-t", "kiosk")).splitlines()
+            return any("Impôts" in line and "CAF" in line for line in lines)
+
+        await wait_until(in_a_grid, message="the services in a grid")
+        screen = await tmux(server, "capture-pane", "-p", "-t", "kiosk")
+        enabled = [s["label"] for s in DEFAULT_SERVICES if s.get("enabled", True)]
+        assert len(enabled) == 8 and all(label in screen for label in enabled), screen
+        assert "Que voulez-vous faire ?" in screen and "Retour" in screen and "Navigation libre" not in screen
+    finally:
+        await tmux(server, "kill-server")
 
 
 async def test_a_1024x600_panel_with_foot_at_size_18_fits_too() -> None:
