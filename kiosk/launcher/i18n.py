@@ -12,7 +12,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     # welcome
     "welcome.title": ("Bienvenue", "Welcome"),
     "welcome.touch": ("Touchez l'écran pour commencer", "Touch the screen to start"),
-    "welcome.zoom": ("Agrandir le texte : {percent} %", "Larger text: {percent} %"),
+    "welcome.zoom": ("Agrandir le texte : {percent} %", "Larger text: {percent}%"),
     "welcome.promise": (
         "Ce que vous faites ici reste privé : à la fin, tout est effacé de l'ordinateur.\n"
         "Nous comptons seulement les visites, sans savoir qui vous êtes.",

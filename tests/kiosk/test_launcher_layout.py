@@ -400,7 +400,7 @@ async def test_larger_text_cycles_goes_to_session_start_and_the_next_visitor_sta
             await wait_until(lambda label=label: str(zoom.label) == label, message=label)
         await tap(pilot, "#language")  # the same visitor: the size stays
         welcome = await on_screen(app, WelcomeScreen)
-        await wait_until(lambda: str(welcome.query_one("#zoom", Button).label) == "Larger text: 125 %")
+        await wait_until(lambda: str(welcome.query_one("#zoom", Button).label) == "Larger text: 125%")
         await tap(pilot, "#touch")
         await on_screen(app, ServicesScreen)
         await tap(pilot, f"#service-{screen_services(1)[0]['id']}")
