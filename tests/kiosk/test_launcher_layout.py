@@ -327,6 +327,11 @@ async def test_every_screen_is_readable_on_the_bus_screen(lang: str) -> None:
             await wait_until(lambda: session.query_one("#warning").has_class("-warning"))
             await readable(SessionScreen)
             assert session.query_one("#end").region.height >= 5
+        # The most the session screen says at once: the last minute, a printer problem, the scanner's button.
+        kiosk.status["session"]["printing"] = {"state": "problem", "problem": "paper", "pages": 2}
+        await wait_until(lambda: session.query_one("#printing").display, message="the printer's problem")
+        await readable(SessionScreen)
+        assert all(session.query_one(b).region.height >= 3 for b in ("#scan", "#end"))
         kiosk.status["session"].update(idle_prompt=True, idle_left_s=42)
         await readable(IdleScreen, "42")
         kiosk.status["session"].update(idle_prompt=False)
