@@ -145,10 +145,13 @@ class KioskApp(App[None]):
             if self.mode != "ending":
                 self._show("ending", reason=(s.get("last_end") or {}).get("reason"))
             if session is not None:
-                self._end_screen().show_phase(s.get("wipe_phase"))
+                if end := self._end_screen():
+                    end.show_phase(s.get("wipe_phase"))
                 return
         if self.mode == "ending":
             end = self._end_screen()
+            if end is None:
+                return
             last = s.get("last_end") or {}
             if end.result is None and last.get("n", 0) != self._ends_seen:
                 self._ends_seen = last.get("n", 0)
@@ -200,10 +203,9 @@ class KioskApp(App[None]):
         else:
             self.switch_screen(screen)
 
-    def _end_screen(self) -> EndScreen:
-        screen = next((s for s in self.screen_stack if isinstance(s, EndScreen)), None)
-        assert screen is not None
-        return screen
+    def _end_screen(self) -> EndScreen | None:
+        """None only while the app closes (its screens go before its poll timer stops)."""
+        return next((s for s in self.screen_stack if isinstance(s, EndScreen)), None)
 
     def _update_session(self, session: dict[str, Any]) -> None:
         session_screen = next((s for s in self.screen_stack if isinstance(s, SessionScreen)), None)
@@ -300,8 +302,9 @@ class KioskApp(App[None]):
         while not task.done():
             # The wipe's steps, read from the status while the end call waits.
             status = await self._call_quietly("kiosk.status")
-            if status and status.get("wipe_phase") and not task.done():
-                self._end_screen().show_phase(status["wipe_phase"])
+            end = self._end_screen()
+            if end and status and status.get("wipe_phase") and not task.done():
+                end.show_phase(status["wipe_phase"])
             await asyncio.wait({task}, timeout=self.poll_s / 2)
         try:
             result = task.result()
@@ -316,7 +319,8 @@ class KioskApp(App[None]):
         if status:
             self.status = status
             self._ends_seen = (status.get("last_end") or {}).get("n", self._ends_seen)
-        self._end_screen().show_result(outcome, ask_feedback=bool(status and status.get("satisfaction")))
+        if end := self._end_screen():
+            end.show_result(outcome, ask_feedback=bool(status and status.get("satisfaction")))
         self._own_end = False
 
     @on(FeedbackGiven)
