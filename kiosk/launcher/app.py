@@ -44,7 +44,7 @@ from .screens import (
 )
 
 ACTIVITY_EVERY_S = 5.0  # input in the launcher counts as activity, reported at most this often
-ZOOM_LEVELS = (100, 125, 150, 200)  # "Agrandir le texte", percent: what kiosk.session.ZOOM_LEVELS accepts
+ZOOMS = (100, 125, 150, 200)  # "Agrandir le texte", in %: what kiosk.session.ZOOMS accepts (a test checks)
 
 
 class KioskClient(Protocol):
@@ -81,7 +81,7 @@ class KioskApp(App[None]):
         self.client = client
         self.default_lang = lang
         self.texts = Texts(lang)
-        self.zoom = ZOOM_LEVELS[0]
+        self.zoom = ZOOMS[0]
         self.poll_s = poll_s
         self.back_after_s = back_after_s  # an idle services or end screen goes back to welcome
         self.end_timeout_s = end_timeout_s
@@ -192,7 +192,7 @@ class KioskApp(App[None]):
         }
         if mode in ("welcome", "closed") and kwargs.get("new_visitor", True):
             self.texts = Texts(self.default_lang)  # the next visitor starts in French again, at 100 %
-            self.zoom = ZOOM_LEVELS[0]
+            self.zoom = ZOOMS[0]
         self.mode = mode
         self._last_input = self.monotonic()
         while len(self.screen_stack) > 2:
@@ -250,7 +250,7 @@ class KioskApp(App[None]):
 
     @on(ZoomCycled)
     def _zoom(self) -> None:
-        self.zoom = ZOOM_LEVELS[(ZOOM_LEVELS.index(self.zoom) + 1) % len(ZOOM_LEVELS)]
+        self.zoom = ZOOMS[(ZOOMS.index(self.zoom) + 1) % len(ZOOMS)]
         if isinstance(self.screen, WelcomeScreen):
             self.screen.show_zoom(self.zoom)
 

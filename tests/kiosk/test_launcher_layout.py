@@ -24,7 +24,7 @@ from textual.widgets import Button, Static
 
 from firmware_host import config as config_mod
 from firmware_host.api import call_once
-from kiosk.launcher.app import ZOOM_LEVELS, KioskApp
+from kiosk.launcher.app import ZOOMS, KioskApp
 from kiosk.launcher.i18n import TEXTS
 from kiosk.launcher.screens import (
     ClosedScreen,
@@ -38,7 +38,7 @@ from kiosk.launcher.screens import (
     WelcomeScreen,
 )
 from kiosk.launcher.widgets import MIN_TILE_H, MIN_TILE_W, ServiceGrid, ServiceTile, grid_shape, tile_lines
-from kiosk.session import ZOOM_LEVELS as CONTROLLER_ZOOM_LEVELS
+from kiosk.session import ZOOMS as CONTROLLER_ZOOMS
 from kiosk.settings import DEFAULT_SERVICES
 from tests.conftest import wait_until, write_config
 from tests.firmware_host.test_console_cli import tmux
@@ -390,7 +390,7 @@ async def test_the_end_fits_the_bus_screen_with_the_faces_or_the_failure(wipe_ok
 
 
 async def test_larger_text_cycles_goes_to_session_start_and_the_next_visitor_starts_at_100() -> None:
-    assert ZOOM_LEVELS == CONTROLLER_ZOOM_LEVELS  # the launcher offers exactly what session.start accepts
+    assert ZOOMS == CONTROLLER_ZOOMS  # the launcher offers exactly what session.start accepts
     kiosk = ScriptedKiosk(services=screen_services(8))
     app = launcher(kiosk)
     async with app.run_test(size=BUS) as pilot:
