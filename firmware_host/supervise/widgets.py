@@ -24,7 +24,7 @@ WIDTHS = {
     "status": 14,
     "seen": 11,
     "stop": 14,
-    "shore": 5,
+    "shore": 7,
     "soc": 8,
     "link": 9,
     "backlog": 7,

@@ -272,7 +272,7 @@ async def test_app_shows_a_real_bus_and_runs_commands(tmp_path: Path, broker: Br
             "Vu",
             "à",
             "Arrêt",
-            "Quai",
+            "Secteur",
             "Batterie",
             "Liaison",
             "À",
