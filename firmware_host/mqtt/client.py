@@ -111,11 +111,74 @@ def _check_readable(kind: str, path: str | None) -> None:
         raise MqttSetupError(f"{path}: {kind} not found")
 
 
+class BatchingSSLSocket(ssl.SSLSocket):
+    """A TLS socket that can gather several writes into one TLS record (and one TCP segment when it fits).
+
+    paho sends each MQTT packet with its own ``send()``: over TLS, each becomes a record of its own (22 bytes of
+    header and tag with TLS 1.3) and, written apart, often a segment of its own (52 bytes of TCP/IP headers) and an
+    ACK. Between ``hold()`` and ``release()`` sends are only collected; ``release()`` writes them with one
+    ``SSL_write``. Bytes that could not be written yet (the send buffer is full) are kept and written first by the
+    next ``release()``, in order: paho has counted them as sent."""
+
+    _held: bytearray | None = None
+    _stalled: bytes | None = None  # what a write refused (SSL_write must be retried with the same bytes)
+    _queued: bytearray | None = None  # what came after it
+
+    def hold(self) -> None:
+        """Collect sends until ``release()``."""
+        if self._held is None:
+            self._held = bytearray()
+
+    @property
+    def unsent(self) -> bool:
+        """Bytes paho counts as sent that are not in the kernel yet (wait until writable, then ``release()``)."""
+        return bool(self._stalled or self._queued)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        if self._held is not None:
+            self._held += data
+            return len(data)
+        if self.unsent:
+            self._queued = (self._queued or bytearray()) + data
+            self.release()
+            return len(data)
+        return super().send(data, flags)
+
+    def release(self) -> bool:
+        """Write what was collected (after anything still pending); True once the kernel has all of it."""
+        held, self._held = self._held, None
+        if held:
+            self._queued = (self._queued or bytearray()) + held
+        while True:
+            if self._stalled is None:
+                if not self._queued:
+                    return True
+                self._stalled, self._queued = bytes(self._queued), None
+            try:
+                sent = super().send(self._stalled)
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+                return False
+            except OSError:
+                # The connection is gone: drop the bytes and let the reader see it (paho reports the loss).
+                self._stalled = self._queued = None
+                with contextlib.suppress(OSError):
+                    self.shutdown(socket.SHUT_RDWR)
+                return True
+            self._stalled = self._stalled[sent:] or None
+
+    def close(self) -> None:
+        # paho closes the socket right after writing a DISCONNECT: what was collected goes out first.
+        with contextlib.suppress(Exception):
+            self.release()
+        super().close()
+
+
 class ResumingContext(ssl.SSLContext):
     """A client TLS context that offers the broker the session ticket of the previous connection: a reconnect then
     skips the certificate exchange and key agreement (measured over the emulated hop: see the README)."""
 
     resume: ssl.SSLSession | None = None
+    sslsocket_class = BatchingSSLSocket  # the standard hook: wrap_socket builds this class
 
     def wrap_socket(self, sock: Any, *args: Any, **kwargs: Any) -> ssl.SSLSocket:  # type: ignore[override]
         resume = self.resume
@@ -347,20 +410,27 @@ class Session:
         client, sock = self._client, self._sock
         if client is None or sock is None or client.socket() is None:
             return
-        # paho writes each packet with its own send(): for a burst, cork the socket so that the kernel sends full
-        # segments (on a real link: fewer TCP/IP headers; on loopback: one trip through the stack, not hundreds).
-        cork = self._unflushed > 1 and _CORK is not None
+        # paho writes each packet with its own send(). Over TLS, what is ready in this turn of the loop goes out as
+        # one TLS record (BatchingSSLSocket). Without TLS, a burst is corked so that the kernel sends full segments
+        # (on a real link: fewer TCP/IP headers; on loopback: one trip through the stack, not hundreds).
+        batching = isinstance(sock, BatchingSSLSocket)
+        cork = self._unflushed > 1 and _CORK is not None and not batching
         self._unflushed = 0
         if cork:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, _CORK, 1)
+        if batching:
+            sock.hold()
         try:
             client.loop_write()
         finally:
+            if batching:
+                sock.release()
             if cork and self._sock is not None:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.IPPROTO_TCP, _CORK, 0)
-        if client.want_write() and not self._writer and self._sock is not None:
+        stalled = batching and sock.unsent
+        if (client.want_write() or stalled) and not self._writer and self._sock is not None:
             # The socket's send buffer is full: wait until it drains.
             self._writer = True
             self.loop.add_writer(self._sock, self._flush)
