@@ -48,6 +48,20 @@ def test_reporter_quiet_inside_deadbands_and_loud_past_them() -> None:
     assert zero.significant({"ac_out_w": 100}, {"ac_out_w": 101}) == ["ac_out_w"]
 
 
+def test_kiosk_sessions_travel_as_events_and_a_failed_wipe_as_state_at_once() -> None:
+    """A session's start and end are events sent at the same moment: no state message of their own."""
+    r = Reporter()
+    idle = {"open": True, "locked": False, "session_active": False, "session_service": None, "sessions_today": 3}
+    idle |= {"session_started": None, "last_wipe": {"ok": True}, "wipe_ok": True, "wipe_error": None}
+    started = {**idle, "session_active": True, "session_service": "caf", "session_started": 1781505060.0}
+    assert r.significant(idle, started) == []
+    ended = {**idle, "sessions_today": 4, "last_wipe": {"ok": True, "files_removed": 20}}
+    assert r.significant(started, ended) == []
+    failed = {**ended, "wipe_ok": False, "wipe_error": "processus restants", "last_wipe": {"ok": False}}
+    assert r.significant(ended, failed) == ["wipe_error", "wipe_ok"]
+    assert r.significant(idle, {**idle, "locked": True}) == ["locked"]
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.floats(min_value=-3, max_value=3, allow_nan=False), min_size=1, max_size=60))
 def test_a_drift_is_never_hidden_for_more_than_one_deadband(steps: list[float]) -> None:
