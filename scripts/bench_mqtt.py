@@ -285,6 +285,17 @@ async def run_day(tmp: Path, wire: Wire, drops: bool) -> dict[str, Any]:
         # day) so that it happens at this point of the script, not hours of script later.
         await wait_for(lambda: link.session is None, what="the link to close")
 
+    async def written() -> None:
+        # The day runs faster than real time: let what this second of the day produced reach the wire before the
+        # next second (its events committed and published, held state messages sent). Else a hold meant for the
+        # milliseconds between a state change and its event would gather minutes of the day into one write.
+        await store.run(lambda db: None)  # the store's one thread: every event appended so far is committed
+        await asyncio.sleep(0)
+        await wait_for(
+            lambda: link.session is None or (link.outbox.caught_up() and not link.session.holding),
+            what="this second's messages on the wire",
+        )
+
     async def regain_link() -> None:
         nonlocal connections, ticket_at, last_traffic
         if clock[0] - ticket_at >= TICKET_LIFETIME_S:
@@ -335,6 +346,7 @@ async def run_day(tmp: Path, wire: Wire, drops: bool) -> dict[str, Any]:
             link_up = True
             await regain_link()
         action = script.get(second)
+        busy = action is not None or second in session_starts or second % 60 == 0
         if action is not None:
             changes += 1
             if action == "shore on":
@@ -359,6 +371,7 @@ async def run_day(tmp: Path, wire: Wire, drops: bool) -> dict[str, Any]:
             kiosk(session_active=True, session_service=service, session_started=clock[0])
             store.append_event("kiosk.session_started", service=service, lang="fr")
         if session is not None and second == session["end"]:
+            busy = True
             sessions_today += 1
             ended = {
                 "date": "2026-06-15",
@@ -403,6 +416,8 @@ async def run_day(tmp: Path, wire: Wire, drops: bool) -> dict[str, Any]:
         if second % 60 == 0:
             state.update("controller", {"uptime_s": second})  # the controller's housekeeping
             link.tick()  # the link's own minute tick (refresh), on the scripted clock
+        if busy or (link.session is not None and link.session.holding):
+            await written()
         if link_up:
             connected_s += 1
             session_now = link.session

@@ -262,6 +262,7 @@ class Session:
         on_messages: Callable[[list[paho.MQTTMessage]], None] | None = None,
         on_closed: Callable[[str], None] | None = None,
         max_inflight: int | None = None,
+        hold_s: float = 0.0,
     ):
         self.client_id = client_id
         self.options = options
@@ -273,6 +274,7 @@ class Session:
         self.on_messages = on_messages
         self.on_closed = on_closed
         self.max_inflight = max_inflight
+        self.hold_s = hold_s
         self.connected = False
         self.session_present = False
         self.subscribed = False
@@ -295,7 +297,8 @@ class Session:
         self._quota = 0  # QoS 1 messages we may still hand to paho (0 until the CONNACK says how many)
         self._waiting: collections.deque[tuple[int, str, bytes, bool, Properties | None]] = collections.deque()
         self._by_paho_mid: dict[int, int] = {}
-        self._flush_scheduled = False
+        self._flush_handle: asyncio.Handle | None = None  # a TimerHandle while held messages wait
+        self._publishing_held = False
         self._unflushed = 0  # packets queued in paho since the last flush
         self._writer = False
         self._misc: asyncio.TimerHandle | None = None
@@ -397,16 +400,30 @@ class Session:
         self._drain_acks()
 
     def _register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        self._schedule_flush()
+        self._schedule_flush(hold=self._publishing_held)
 
-    def _schedule_flush(self) -> None:
-        # Everything published during this turn of the loop is written in one pass, at the end of the turn.
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
+    @property
+    def holding(self) -> bool:
+        """Messages published with ``hold`` are waiting (at most ``hold_s``) for company on the wire."""
+        return isinstance(self._flush_handle, asyncio.TimerHandle)
+
+    def _schedule_flush(self, hold: bool = False) -> None:
+        # Everything published during this turn of the loop is written in one pass, at the end of the turn; what
+        # was published with ``hold`` waits up to hold_s for the next message that may not wait, and goes with it.
+        handle = self._flush_handle
+        if handle is not None:
+            if hold or not isinstance(handle, asyncio.TimerHandle):
+                return
+            handle.cancel()
+        if hold and self.hold_s > 0:
+            self._flush_handle = self.loop.call_later(self.hold_s, self._flush)
+        else:
+            self._flush_handle = self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
-        self._flush_scheduled = False
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()  # called by the writer callback while a hold was pending: it goes now
+            self._flush_handle = None
         client, sock = self._client, self._sock
         if client is None or sock is None or client.socket() is None:
             return
@@ -470,6 +487,9 @@ class Session:
 
     def _teardown(self) -> None:
         """Forget the socket, whatever state it is in (a failed open, a close that did not complete)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         client = self._client
         sock = client.socket() if client is not None else None
         self._unwatch(self._sock or sock)
@@ -532,9 +552,12 @@ class Session:
         retain: bool = False,
         alias: bool = False,
         properties: Properties | None = None,
+        hold: bool = False,
     ) -> int:
         """Queue a message; returns its id (its PUBACK comes through ``on_acks``). ``alias`` uses an MQTT 5
-        topic alias when the broker allows one: the topic is sent once per connection, then 2 bytes instead."""
+        topic alias when the broker allows one: the topic is sent once per connection, then 2 bytes instead.
+        ``hold``: the message may wait up to ``hold_s`` so that it shares a TLS record and a TCP segment with the
+        next message that may not wait (an event following the state change it comes with)."""
         assert self._client is not None
         sent_topic = topic
         if alias and self.topic_alias_max and properties is None:
@@ -553,14 +576,20 @@ class Session:
         ident = self._next_id
         self.messages_out += 1
         self.payload_bytes_out += len(sent_topic.encode()) + len(payload)
-        if qos == 0:
-            self._unflushed += 1
-            self._client.publish(sent_topic, payload, qos=0, retain=retain, properties=properties)
-        elif self._quota > 0 and not self._waiting:
-            self._send(ident, sent_topic, payload, retain, properties)
-        else:
-            # In order behind the others: an alias is defined by the first message that carries it.
-            self._waiting.append((ident, sent_topic, payload, retain, properties))
+        self._publishing_held = hold
+        try:
+            if qos == 0:
+                self._unflushed += 1
+                self._client.publish(sent_topic, payload, qos=0, retain=retain, properties=properties)
+            elif self._quota > 0 and not self._waiting:
+                self._send(ident, sent_topic, payload, retain, properties)
+            else:
+                # In order behind the others: an alias is defined by the first message that carries it.
+                self._waiting.append((ident, sent_topic, payload, retain, properties))
+        finally:
+            self._publishing_held = False
+        if not hold and self._client.want_write():
+            self._schedule_flush()  # paho asked for a write earlier (held messages): this one may not wait
         return ident
 
     def _send(self, ident: int, topic: str, payload: bytes, retain: bool, properties: Properties | None) -> None:
