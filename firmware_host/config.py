@@ -480,7 +480,7 @@ SCHEMA: dict[str, Any] = {
             "ca_file": Key("path", None),
             "cert_file": Key("path", None),
             "key_file": Key("path", None),
-            "keepalive_s": Key(int, 600, min=10, max=65535),
+            "keepalive_s": Key(int, 900, min=10, max=65535),
             "link_gate": Key(str, "modem", choices=("modem", "always")),
             "refresh_s": Key(float, 3600.0, min=10, max=7 * 86400),
             "max_backlog_events": Key(int, 100_000, min=100, max=10_000_000),

@@ -35,7 +35,7 @@ Row = tuple[str, str, str]
 PREFIX = "allervers/bus-bench"
 DAY_START = 1781503200.0  # a Monday 08:00 (UTC+2) in June 2026: the scripted day's clock
 STOP_KEY = "2026-06-15/63281/0900"  # the day's stop in config/tour.toml (Pionsat, Mondays 09:00-12:00)
-KEEPALIVE_S = 600  # the shipped default ([mqtt] keepalive_s): the naive publisher uses it too
+KEEPALIVE_S = 900  # the shipped default ([mqtt] keepalive_s): the naive publisher uses it too
 NAIVE_PREFIX = "allervers/bus-naive"  # its own topics: the office's count of our events stays ours
 TICKET_LIFETIME_S = 7200  # Mosquitto 2.0.11's TLS 1.3 session tickets (OpenSSL's default), as the broker announces
 

@@ -28,7 +28,7 @@ LOW_SOC = 30.0  # % under which a bus without shore power is worth a look
 RECENT_EVENTS = 50
 STOP_GRACE_S = 1800.0  # a bus still without a link this long after a planned stop began is "silent"
 DEFAULT_REFRESH_S = 3600.0  # the bus's refresh period when it has not said (its [mqtt] refresh_s default)
-DEFAULT_KEEPALIVE_S = 600.0
+DEFAULT_KEEPALIVE_S = 900.0
 
 
 def _number(value: Any) -> float | None:
