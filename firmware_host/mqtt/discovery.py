@@ -26,24 +26,31 @@ class Entity:
     icon: str | None = None
 
 
+def _field(name: str) -> str:
+    # State messages leave out null fields: get() reads a missing one as None, as a null was read before.
+    return f"value_json.get('{name}')"
+
+
+def _value(name: str) -> str:
+    return "{{ " + _field(name) + " }}"
+
+
 def _on_off(expr: str) -> str:
     # binary_sensor compares with payload_on/off ("ON"/"OFF"); an unknown value stays unknown, not "off".
     return "{{ 'None' if (" + expr + ") is none else ('ON' if (" + expr + ") else 'OFF') }}"
 
 
-# The main values an office dashboard wants. A `None` from the bus renders "None", which HA shows as unknown.
+# The main values an office dashboard wants. A `None` (or missing) value renders "None", which HA shows as unknown.
 ENTITIES: tuple[Entity, ...] = (
-    Entity("soc", "sensor", "power", "Batterie", "{{ value_json.soc }}", "%", "battery", "measurement"),
-    Entity(
-        "battery_v", "sensor", "power", "Tension batterie", "{{ value_json.battery_v }}", "V", "voltage", "measurement"
-    ),
-    Entity("shore_connected", "binary_sensor", "shore", "Prise de quai", _on_off("value_json.connected"), None, "plug"),
+    Entity("soc", "sensor", "power", "Batterie", _value("soc"), "%", "battery", "measurement"),
+    Entity("battery_v", "sensor", "power", "Tension batterie", _value("battery_v"), "V", "voltage", "measurement"),
+    Entity("shore_connected", "binary_sensor", "shore", "Prise de quai", _on_off(_field("connected")), None, "plug"),
     Entity(
         "link",
         "binary_sensor",
         "modem",
         "Liaison satellite",
-        "{{ 'None' if value_json.link is none else ('ON' if value_json.link == 'up' else 'OFF') }}",
+        "{{ 'None' if " + _field("link") + " is none else ('ON' if " + _field("link") + " == 'up' else 'OFF') }}",
         None,
         "connectivity",
     ),
@@ -52,28 +59,28 @@ ENTITIES: tuple[Entity, ...] = (
         "sensor",
         "modem",
         "Signal",
-        "{{ value_json.signal_bars }}",
+        _value("signal_bars"),
         None,
         None,
         "measurement",
         "mdi:signal-cellular-3",
     ),
-    Entity("ignition", "binary_sensor", "vehicle", "Contact", _on_off("value_json.ignition"), icon="mdi:car-key"),
+    Entity("ignition", "binary_sensor", "vehicle", "Contact", _on_off(_field("ignition")), icon="mdi:car-key"),
     Entity(
         "antenna_stowed",
         "binary_sensor",
         "vehicle",
         "Antenne repliée",
-        _on_off("value_json.antenna_stowed"),
+        _on_off(_field("antenna_stowed")),
         icon="mdi:satellite-uplink",
     ),
-    Entity("kiosk_open", "binary_sensor", "kiosk", "Borne ouverte", _on_off("value_json.open"), None, "opening"),
+    Entity("kiosk_open", "binary_sensor", "kiosk", "Borne ouverte", _on_off(_field("open")), None, "opening"),
     Entity(
         "sessions_today",
         "sensor",
         "kiosk",
         "Sessions aujourd'hui",
-        "{{ value_json.sessions_today }}",
+        _value("sessions_today"),
         None,
         None,
         "total_increasing",
@@ -84,7 +91,7 @@ ENTITIES: tuple[Entity, ...] = (
         "sensor",
         "controller",
         "Alarmes actives",
-        "{{ value_json.alarms | length }}",
+        "{{ (" + _field("alarms") + " or []) | length }}",
         None,
         None,
         "measurement",

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jinja2
+import jinja2.sandbox
 import pytest
 
 from firmware_host.controller import version
@@ -34,8 +34,22 @@ EXPECTED = [
 
 
 def render(template: str, payload: bytes) -> str:
-    """What Home Assistant does with a value_template: Jinja2 with ``value_json`` bound to the parsed payload."""
-    return jinja2.Environment().from_string(template).render(value_json=json.loads(payload), value=payload.decode())
+    """What Home Assistant does with a value_template: Jinja2 (sandboxed, as HA's) with ``value_json`` bound to the
+    parsed payload."""
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment()
+    return env.from_string(template).render(value_json=json.loads(payload), value=payload.decode())
+
+
+def test_a_field_left_out_of_a_state_message_reads_as_unknown() -> None:
+    """State messages leave out null fields: every template reads a missing field as it read a null ("None":
+    unknown in HA), never as OFF or an error."""
+    from firmware_host.mqtt.discovery import ENTITIES
+
+    for entity in ENTITIES:
+        if entity.key == "alarm_count":
+            assert render(entity.template, b'{"stale": false}') == "0"
+            continue
+        assert render(entity.template, b'{"stale": false}') == "None", entity.key
 
 
 def discovery(watcher: Watcher) -> dict[str, dict[str, Any]]:
@@ -183,7 +197,8 @@ async def test_discovery_is_sent_again_only_when_needed(tmp_path: Path, broker: 
         await wait_until(lambda: watcher.received(f"{PREFIX}/status"), message="online")
         second.state.update("vehicle", {"door_open": True})  # a sentinel after the connection's first messages
         await wait_until(
-            lambda: any(m.json()["door_open"] for m in watcher.received(f"{PREFIX}/state/vehicle")), message="sentinel"
+            lambda: any(m.json().get("door_open") for m in watcher.received(f"{PREFIX}/state/vehicle")),
+            message="sentinel",
         )
         assert discovery(watcher) == {}
         # Home Assistant restarts and says so: everything again.

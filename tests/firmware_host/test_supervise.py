@@ -108,6 +108,19 @@ DAY = {
 }  # fmt: skip
 
 
+def test_a_field_left_out_of_a_state_message_is_null_at_the_office() -> None:
+    """The bus leaves a state's null fields out: a value that became null is gone from the office's view, not kept
+    from the message before."""
+    fleet = Fleet(clock=lambda: 1000.0)
+    fleet.apply("allervers/bus-01/state/power", b'{"soc": 12, "battery_v": 24.1, "stale": false}')
+    assert fleet.buses["bus-01"].value("power", "soc") == 12
+    assert "low_soc" in fleet.buses["bus-01"].problems(1000.0)
+    fleet.apply("allervers/bus-01/state/power", b'{"battery_v": 24.1, "stale": false}')  # the inverter lost its SoC
+    assert fleet.buses["bus-01"].value("power", "soc") is None
+    assert fleet.buses["bus-01"].value("power", "battery_v") == 24.1
+    assert "low_soc" not in fleet.buses["bus-01"].problems(1000.0)
+
+
 def test_the_office_tells_a_link_down_from_a_silent_bus() -> None:
     now = [at("09:10")]
     fleet = Fleet(clock=lambda: now[0])
