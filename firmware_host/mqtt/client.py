@@ -139,16 +139,21 @@ class BatchingSSLSocket(ssl.SSLSocket):
             self._held += data
             return len(data)
         if self.unsent:
-            self._queued = (self._queued or bytearray()) + data
+            self._queue(data)
             self.release()
             return len(data)
         return super().send(data, flags)
+
+    def _queue(self, data: Any) -> None:
+        if self._queued is None:
+            self._queued = bytearray()
+        self._queued += data
 
     def release(self) -> bool:
         """Write what was collected (after anything still pending); True once the kernel has all of it."""
         held, self._held = self._held, None
         if held:
-            self._queued = (self._queued or bytearray()) + held
+            self._queue(held)
         while True:
             if self._stalled is None:
                 if not self._queued:

@@ -1,10 +1,11 @@
 """The MQTT session's flow control against a real Mosquitto: it keeps within the broker's Receive Maximum (MQTT 5
 forbids more, and paho ignores it), sends the rest in order as PUBACKs free the window, and gets the fleet
-broker's window from the shipped config."""
+broker's window from the shipped config; over TLS, held messages leave with the next one in one record."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -12,7 +13,7 @@ import paho.mqtt.client as paho
 from firmware_host.mqtt.client import Ack, BrokerOptions, Session
 
 from ..conftest import wait_until, wait_until_sync
-from .mosquitto import Broker, PacketHeaders, Proxy
+from .mosquitto import Broker, PacketHeaders, Proxy, free_port, make_chain
 
 BURST = 300
 
@@ -81,3 +82,76 @@ async def test_the_fleet_broker_gives_buses_a_window_of_1000(tmp_path: Path) -> 
             assert session.receive_maximum == 1000
         finally:
             await session.close()
+
+
+class RecordCounter:
+    """A TCP relay that counts the TLS records a client sends (each record's 5-byte header gives its length)."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.records = 0
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def upstream() -> None:
+            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                while True:
+                    header = await reader.readexactly(5)
+                    body = await reader.readexactly(int.from_bytes(header[3:5], "big"))
+                    self.records += 1
+                    up_writer.write(header + body)
+
+        async def downstream() -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await up_reader.read(65536):
+                    writer.write(data)
+
+        await asyncio.gather(upstream(), downstream())
+        for w in (writer, up_writer):
+            w.close()
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_over_tls_held_messages_leave_with_the_next_one_in_one_record(tmp_path: Path) -> None:
+    """What is published with ``hold`` waits (up to hold_s) for a message that may not wait; then all of them go
+    as one TLS record. Alone, a held message goes when hold_s is over."""
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    ca, chain, key = make_chain(pki, "IP:127.0.0.1")
+    port = free_port()
+    conf = f"listener {port} 127.0.0.1\ncertfile {chain}\nkeyfile {key}\nallow_anonymous true\n"
+    with Broker(tmp_path / "broker", port=port, conf=conf):
+        counter = RecordCounter(port)
+        relay_port = await counter.start()
+        acks: list[Ack] = []
+        options = BrokerOptions("127.0.0.1", relay_port, tls=True, ca_file=str(ca))
+        session = Session("hold-test", options, loop=asyncio.get_running_loop(), on_acks=acks.extend, hold_s=30.0)
+        await session.open()
+        try:
+            await asyncio.sleep(0.3)  # the handshake's last records
+            before = counter.records
+            held = [session.publish(f"allervers/bus-test/state/c{i}", b"{}", hold=True) for i in range(3)]
+            assert session.holding
+            await asyncio.sleep(0.3)
+            assert counter.records == before and not acks  # still held
+            event = session.publish("allervers/bus-test/events", b'{"seq": 1}')
+            await wait_until(lambda: len(acks) == 4, message="the four PUBACKs")
+            assert [mid for mid, _, _ in acks] == [*held, event] and not session.holding
+            assert counter.records == before + 1  # one record for the four messages
+
+            session.hold_s = 0.2
+            alone = session.publish("allervers/bus-test/state/c0", b"{}", hold=True)
+            await wait_until(lambda: len(acks) == 5, message="the held message, alone, after hold_s")
+            assert acks[-1][0] == alone and counter.records == before + 2
+        finally:
+            await session.close()
+            counter.close()
