@@ -471,8 +471,9 @@ class MqttLink:
         return self._publish_state(components, force=True)
 
     def refresh_due(self) -> list[str]:
-        """Components not sent within ``refresh_s``: the periodic full refresh, per component (one published by
-        exception meanwhile is not sent again; one still waiting for its PUBACK is not sent twice)."""
+        """Components not sent within ``refresh_s``, with those due within the next quarter period: the periodic
+        full refresh, per component (one published by exception meanwhile is not sent again; one still waiting for
+        its PUBACK is not sent twice)."""
         now = self.monotonic()
         components = self.controller.state.components
         ages = {c: now - self._sent_at.get(c, -1e18) for c in components}
