@@ -36,7 +36,7 @@ from typing import Any
 
 from . import registry
 from .modbus import MapSimulator, Register
-from .modem import ModemSimulator
+from .modem_sim import ModemSimulator
 
 log = logging.getLogger("allervers.sim")
 
@@ -75,7 +75,6 @@ class Simulation:
         speed: float = 1.0,
         seed: int | None = None,
         tick_s: float = 1.0,
-        control_socket: str | None = None,
     ):
         self.rng = random.Random(seed)
         self.speed = speed
@@ -93,15 +92,13 @@ class Simulation:
         self.modem = ModemSimulator(modem[1], csq_delay_s=1.0, urc_rate=0.05, seed=seed) if modem else None
         self.modem_plugged = True
         self._modem_sysfs = modem_sysfs
-        self._control_socket = control_socket
-        self._server: Any = None
         self._task: asyncio.Task | None = None
         self._last = time.monotonic()
         self.ticks = 0
         self.last_change: tuple[float, str] | None = None
 
     @classmethod
-    def from_config(cls, cfg: Any, *, standalone: bool = False) -> Simulation:
+    def from_config(cls, cfg: Any) -> Simulation:
         gx = meter = modem = None
         if cfg.inverter is not None:
             if cfg.inverter.transport != "tcp":
@@ -125,9 +122,6 @@ class Simulation:
             # step then replugs the simulated modem.
             if cfg.modem.sysfs != "/sys":
                 sysfs = cfg.modem.sysfs
-        control = None
-        if standalone:
-            control = str(Path(cfg.api.control_socket).with_name("sim.sock"))
         return cls(
             gx=gx,
             meter=meter,
@@ -135,7 +129,6 @@ class Simulation:
             modem_sysfs=sysfs,
             speed=cfg.simulation.speed,
             seed=cfg.simulation.seed,
-            control_socket=control,
         )
 
     # --- lifecycle ---
@@ -156,14 +149,6 @@ class Simulation:
                 self.modem.start_pty(port)
                 if self._modem_sysfs:
                     self.modem.start_sysfs(self._modem_sysfs)
-        if self._control_socket:
-            from firmware_host.api import Registry, SocketServer
-
-            registry = Registry()
-            registry.add("sim.set", lambda args, conn: self.set_many(args), ("control",))
-            registry.add("sim.get", lambda args, conn: self.get_all(), ("control",))
-            self._server = SocketServer("control", self._control_socket, registry)
-            await self._server.start()
         self._last = time.monotonic()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="scenario")
 
@@ -172,8 +157,6 @@ class Simulation:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._server:
-            await self._server.stop()
         if self.gx:
             await self.gx.stop()
         if self.meter:
@@ -190,8 +173,6 @@ class Simulation:
             lines.append(f"shore meter: {self._meter_addr[2].title} (RTU over TCP) on {host}:{self.meter.port}")
         if self.modem and self._modem_addr:
             lines.append(f"modem: {self.modem.profile} AT modem on {self._modem_addr[0]}")
-        if self._control_socket:
-            lines.append(f"sim.set / sim.get on {self._control_socket}")
         return lines
 
     def attach_gpio(self, io: Any) -> None:

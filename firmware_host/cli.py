@@ -234,6 +234,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 def cmd_sim(args: argparse.Namespace) -> int:
     from drivers.scenario import Simulation
+    from firmware_host.api import Registry, SocketServer
 
     cfg = _load(args)
     _setup_logging(args.verbose)
@@ -241,17 +242,25 @@ def cmd_sim(args: argparse.Namespace) -> int:
     async def main() -> None:
         import signal
 
-        sim = Simulation.from_config(cfg, standalone=True)
+        sim = Simulation.from_config(cfg)
+        # sim.set / sim.get on a socket of their own beside the control socket (the scenario knows no socket API).
+        control = str(Path(cfg.api.control_socket).with_name("sim.sock"))
+        registry = Registry()
+        registry.add("sim.set", lambda args, conn: sim.set_many(args), ("control",))
+        registry.add("sim.get", lambda args, conn: sim.get_all(), ("control",))
+        server = SocketServer("control", control, registry)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await sim.start()
-        for line in sim.describe():
+        await server.start()
+        for line in [*sim.describe(), f"sim.set / sim.get on {control}"]:
             print(line, flush=True)
         try:
             await stop.wait()
         finally:
+            await server.stop()
             await sim.stop()
 
     asyncio.run(main())

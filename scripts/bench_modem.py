@@ -14,8 +14,9 @@ sys.path.insert(0, str(ROOT))
 from gpiozero import DigitalOutputDevice  # noqa: E402
 from gpiozero.pins.mock import MockFactory  # noqa: E402
 
-from drivers.modem import Modem, ModemSimulator  # noqa: E402
+from drivers.modem import Modem  # noqa: E402
 from drivers.modem_recovery import HangRecovery, RecoverySchedule  # noqa: E402
+from drivers.modem_sim import ModemSimulator  # noqa: E402
 from firmware_host.controller import DevicePoller  # noqa: E402
 
 Row = tuple[str, str, str]

@@ -13,7 +13,8 @@ import pytest
 
 from drivers.at import ATChannel, CommandFailed
 from drivers.base import DeviceError, DeviceGone, DeviceTimeout, PolledDevice
-from drivers.modem import Modem, ModemSimulator, bars_3gpp
+from drivers.modem import Modem, bars_3gpp
+from drivers.modem_sim import ModemSimulator
 
 FAST = {"timeout_s": 1.0, "resync_s": 0.5}
 

@@ -11,8 +11,9 @@ import pytest
 from gpiozero import DigitalOutputDevice
 from gpiozero.pins.mock import MockFactory
 
-from drivers.modem import Modem, ModemSimulator
+from drivers.modem import Modem
 from drivers.modem_recovery import HangRecovery, RecoverySchedule, usb_device_of
+from drivers.modem_sim import ModemSimulator
 from firmware_host.api import call_once
 from firmware_host.controller import DevicePoller
 
