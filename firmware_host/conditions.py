@@ -47,7 +47,7 @@ class FieldType:
 FIELD_TYPES: dict[str, dict[str, FieldType]] = {}
 for _field in FIELDS:
     FIELD_TYPES.setdefault(_field.component, {})[_field.name] = FieldType(_field.kind, _field.choices)
-# A condition over a component this bus does not have (state.OPTIONAL_COMPONENTS) "does not apply" (checklist.py).
+# A condition over a component this bus does not have (state.OPTIONAL_COMPONENTS) "does not apply" (checklist/model.py).
 
 
 class ConditionError(ValueError):

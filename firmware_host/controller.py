@@ -212,7 +212,7 @@ class Controller:
         from .sdnotify import ServiceNotifier  # under systemd: READY=1, STATUS=, WATCHDOG=1 from this loop, STOPPING=1
 
         ServiceNotifier.attach_if_systemd(self)
-        if cfg.checklist is not None:  # the driver's stops and checklists (firmware_host/checklist.py)
+        if cfg.checklist is not None:  # the driver's stops and checklists (firmware_host/checklist/)
             from .checklist import Checklist
 
             await Checklist.attach(self)

@@ -1,16 +1,4 @@
-"""The driver's checklists on the controller: the current stop, arrival and departure runs, overrides, events.
-
-The bus goes round four phases: ``on_the_road`` -> (stop confirmed) ``arrival`` -> (``Ouvrir au public``)
-``open`` -> (closing) ``departure`` -> (``Prêt à partir``) ``on_the_road``. Arrival and departure are checklist
-runs: manual steps are ticked by the driver, auto steps follow a condition over the live state
-(firmware_host/conditions.py) and tick and untick themselves. A required step not done blocks the end of a run
-unless the driver overrides it with a typed reason. Every run is stored (table ``checklist_runs``) and every
-start, step, override and end is an event tagged with the stop; the phase survives a restart of the controller.
-
-Step status: ``done``; ``todo`` (a manual step not ticked, or an auto step whose sensor is silent and that the
-driver has not confirmed by hand); ``no`` (the sensor says not yet: only an override gets past it); ``n/a`` (the
-condition names a device this bus does not have, e.g. no public terminal).
-"""
+"""The checklist feature in the controller: the phase machine, the API commands, the events of each run."""
 
 from __future__ import annotations
 
@@ -20,279 +8,22 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .api import ApiError, Connection
-from .conditions import Condition, compile_condition, condition_problem
-from .tour import Stop, Tour, TourError, load_tour, unscheduled_stop
+from ..api import ApiError, Connection
+from ..conditions import Condition
+from ..tour import Stop, Tour, TourError, load_tour, unscheduled_stop
+from .model import CHECKLIST_FIELDS, KINDS, PHASES, Run, StepSpec, StepState
+from .store import RunStore
 
 if TYPE_CHECKING:
-    import sqlite_utils
-
-    from .controller import Controller
+    from ..controller import Controller
 
 log = logging.getLogger("allervers.checklist")
 
-PHASES = ("on_the_road", "arrival", "open", "departure")
-CHECKLIST_FIELDS = ("stop", "phase", "done", "pending_required")
-KINDS = ("arrival", "departure")
 MAX_NAME = 64
 MIN_REASON = 3
 MAX_REASON = 300
-RECENT_RUNS = 200  # runs read back at start-up to know which stops were already visited
-
-# --- config ---------------------------------------------------------------------------------------------------
-
-
-def _step(
-    id: str,
-    fr: str,
-    en: str,
-    condition: str | None = None,
-    required: bool = True,
-    help_fr: str = "",
-    help_en: str = "",
-) -> dict[str, Any]:
-    step: dict[str, Any] = {
-        "id": id,
-        "label": {"fr": fr, "en": en},
-        "kind": "auto" if condition else "manual",
-        "required": required,
-    }
-    if condition:
-        step["condition"] = condition
-    if help_fr:
-        step["help"] = {"fr": help_fr, "en": help_en or None}
-    return step
-
-
-DEFAULT_ARRIVAL: list[dict[str, Any]] = [
-    _step(
-        "parked",
-        "Bus garé, frein serré, cales posées",
-        "Bus parked, handbrake on, wheels chocked",
-        help_fr="Sur sol plat, hors du passage des véhicules de secours.",
-        help_en="On level ground, clear of the emergency access.",
-    ),
-    _step(
-        "shore_plugged",
-        "Câble branché à la prise de la mairie",
-        "Shore cable plugged into the town hall socket",
-        help_fr="Dérouler tout le câble ; le protéger là où l'on marche.",
-        help_en="Unroll the whole cable; cover it where people walk.",
-    ),
-    _step("shore_power", "Courant secteur présent", "Shore power present", "shore.connected"),
-    _step("inverter_on", "Onduleur en marche", "Inverter on", 'power.mode == "on"'),
-    _step(
-        "battery",
-        "Batterie au-dessus de 40 %",
-        "Battery above 40 %",
-        "power.soc >= 40",
-        help_fr="En dessous, brancher le secteur avant d'ouvrir.",
-        help_en="Below that, get shore power before opening.",
-    ),
-    _step("antenna_up", "Antenne satellite levée", "Satellite dish raised", "vehicle.antenna_stowed == false"),
-    _step("link_up", "Connexion internet établie", "Internet link up", 'modem.link == "up"'),
-    _step("printer", "Imprimante allumée, papier en place", "Printer on, paper loaded", required=False),
-    _step("signage", "Panneaux et drapeau installés dehors", "Signs and flag set out", required=False),
-]
-DEFAULT_DEPARTURE: list[dict[str, Any]] = [
-    _step(
-        "kiosk_closed",
-        "Borne publique fermée et effacée",
-        "Public terminal closed and wiped",
-        "kiosk.open == false and kiosk.session_active == false",
-    ),
-    _step("equipment_stowed", "Imprimante et matériel rangés et calés", "Printer and equipment stowed"),
-    _step("antenna_stowed", "Antenne satellite rangée", "Satellite dish stowed", "vehicle.antenna_stowed"),
-    _step(
-        "shore_unplugged",
-        "Câble secteur débranché et rangé, courant coupé",
-        "Shore cable unplugged and stowed, power gone",
-        "shore.connected == false",
-    ),
-    _step(
-        "inverter_driving",
-        "Onduleur en mode route",
-        "Inverter in driving mode",
-        'power.mode in ["off", "charger_only"]',
-        help_fr="Arrêté ou chargeur seul : l'onduleur ne vide pas la batterie en roulant.",
-        help_en="Off or charger only: the inverter does not drain the battery on the road.",
-    ),
-    _step(
-        "door_closed",
-        "Marchepied rentré, porte fermée",
-        "Steps retracted, door closed",
-        "vehicle.door_open == false",
-    ),
-]
-
-
-def _step_check(step: dict[str, Any]) -> tuple[str, str] | None:
-    if step["kind"] == "auto" and step["condition"] is None:
-        return "condition", 'is required for kind = "auto" (e.g. condition = "shore.connected")'
-    if step["kind"] == "manual" and step["condition"] is not None:
-        return "condition", 'only auto steps have a condition (set kind = "auto")'
-    return None
-
-
-def _not_blank(value: str) -> str | None:
-    return "must not be blank" if not value.strip() else None
-
-
-def checklist_schema() -> Any:
-    """The ``[checklist]`` section for config.SCHEMA (optional: no console checklist without it).
-
-    Built by a function, imported lazily: config.py imports this module while it is itself being loaded.
-    """
-    from .config import ArrayOf, Key, Table
-
-    text = {"fr": Key(str, required=True, check=_not_blank), "en": Key(str, None)}
-    step = Table(
-        {
-            "id": Key(str, required=True, pattern=r"[a-z][a-z0-9_]{0,39}"),
-            "label": Table(text),
-            "kind": Key(str, "manual", choices=("manual", "auto")),
-            "condition": Key(str, None, check=condition_problem),
-            "required": Key(bool, True),
-            "help": Table({"fr": Key(str, ""), "en": Key(str, None)}, optional=True),
-        },
-        check=_step_check,
-    )
-    return Table(
-        {
-            "schedule": Key("path", None),
-            "arrival": ArrayOf(step, default=DEFAULT_ARRIVAL, unique="id"),
-            "departure": ArrayOf(step, default=DEFAULT_DEPARTURE, unique="id"),
-        },
-        optional=True,
-    )
-
-
-@dataclass(frozen=True)
-class StepSpec:
-    id: str
-    label: dict[str, str | None]
-    kind: str
-    condition: Condition | None
-    required: bool
-    help: dict[str, str | None] | None
-
-    @classmethod
-    def from_config(cls, section: Any) -> StepSpec:
-        label = section.label.as_dict() if hasattr(section.label, "as_dict") else dict(section.label)
-        help_ = section.help
-        help_dict = None if help_ is None else (help_.as_dict() if hasattr(help_, "as_dict") else dict(help_))
-        condition = compile_condition(section.condition) if section.condition else None
-        return cls(section.id, label, section.kind, condition, section.required, help_dict)
-
-
-# --- runs -----------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class StepState:
-    spec: StepSpec
-    confirmed: bool = False  # ticked by the driver (a manual step, or an auto step whose sensor is silent)
-    confirmed_by: str | None = None
-    confirmed_seq: int | None = None
-    sensor: bool | None = None  # the condition's last verdict (None = unknown)
-    applies: bool = True
-    sensor_seq: int | None = None  # seq of the event that recorded the sensor's verdict
-
-    @property
-    def status(self) -> str:
-        if self.spec.kind == "manual":
-            return "done" if self.confirmed else "todo"
-        if not self.applies:
-            return "n/a"
-        if self.sensor is True:
-            return "done"
-        if self.sensor is False:
-            return "no"
-        return "done" if self.confirmed else "todo"
-
-    @property
-    def done(self) -> bool:
-        return self.status in ("done", "n/a")
-
-    @property
-    def by(self) -> str | None:
-        status = self.status
-        if status == "n/a":
-            return "n/a"
-        if status != "done":
-            return None
-        if self.spec.kind == "auto" and self.sensor is True:
-            return "auto"
-        return self.confirmed_by
-
-    def as_dict(self) -> dict[str, Any]:
-        spec = self.spec
-        return {
-            "id": spec.id,
-            "label": spec.label,
-            "help": spec.help,
-            "kind": spec.kind,
-            "required": spec.required,
-            "condition": spec.condition.text if spec.condition else None,
-            "status": self.status,
-            "done": self.done,
-            "by": self.by,
-            "seq": self.sensor_seq if self.by == "auto" else self.confirmed_seq,
-        }
-
-
-@dataclass
-class Run:
-    id: int
-    kind: str
-    stop: dict[str, Any]
-    driver: str
-    steps: dict[str, StepState]
-    started_seq: int | None = None
-    overrides: list[dict[str, Any]] = field(default_factory=list)
-
-    def pending_required(self) -> list[str]:
-        return [s.spec.id for s in self.steps.values() if s.spec.required and not s.done]
-
-    def done(self) -> list[str]:
-        return [s.spec.id for s in self.steps.values() if s.done]
-
-    def confirmations(self) -> dict[str, Any]:
-        return {sid: {"by": s.confirmed_by, "seq": s.confirmed_seq} for sid, s in self.steps.items() if s.confirmed}
-
-    def as_dict(self) -> dict[str, Any]:
-        pending = self.pending_required()
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "driver": self.driver,
-            "started_seq": self.started_seq,
-            "steps": [s.as_dict() for s in self.steps.values()],
-            "pending_required": pending,
-            "can_finish": not pending,
-        }
-
-
-_TABLES = """
-CREATE TABLE IF NOT EXISTS checklist_runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,   -- runs are ordered by id (sequence), never by the clock
-    kind TEXT NOT NULL,                     -- arrival | departure
-    stop TEXT NOT NULL,                     -- JSON tag of the stop
-    driver TEXT NOT NULL,
-    started_seq INTEGER,                    -- seq of the checklist.started event
-    ended_seq INTEGER,
-    started_ts REAL NOT NULL,
-    ended_ts REAL,
-    outcome TEXT,                           -- NULL while running; completed | overridden | cancelled
-    confirmations TEXT NOT NULL DEFAULT '{}',  -- JSON {step: {by, seq}}: the driver's ticks, kept across restarts
-    overrides TEXT NOT NULL DEFAULT '[]',   -- JSON [{step, reason, by, seq}]
-    summary TEXT                            -- JSON {step: {status, by, seq}} at the end
-);
-CREATE TABLE IF NOT EXISTS checklist_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
 
 
 def _text_arg(args: dict[str, Any], key: str, what: str, max_len: int = MAX_NAME, min_len: int = 1) -> str:
@@ -317,7 +48,9 @@ class Checklist:
     def __init__(self, controller: Controller, section: Any):
         self.controller = controller
         self.state = controller.state
+        assert controller.store is not None
         self.store = controller.store
+        self.runs_store = RunStore(controller.store, controller.clock)
         self.specs: dict[str, list[StepSpec]] = {
             "arrival": [StepSpec.from_config(s) for s in section.arrival],
             "departure": [StepSpec.from_config(s) for s in section.departure],
@@ -367,21 +100,7 @@ class Checklist:
     # --- persistence ---
 
     async def _restore(self) -> None:
-        assert self.store is not None
-
-        def read(db: sqlite_utils.Database) -> tuple[dict[str, str], list[tuple], tuple | None]:
-            db.conn.executescript(_TABLES)
-            meta = dict(db.execute("SELECT key, value FROM checklist_meta").fetchall())
-            recent = db.execute(
-                "SELECT id, kind, stop, outcome FROM checklist_runs ORDER BY id DESC LIMIT ?", (RECENT_RUNS,)
-            ).fetchall()
-            current = db.execute(
-                "SELECT id, kind, stop, driver, started_seq, confirmations, overrides FROM checklist_runs"
-                " WHERE outcome IS NULL ORDER BY id DESC LIMIT 1"
-            ).fetchone()
-            return meta, recent, current
-
-        meta, recent, current = await self.store.run(read)
+        meta, recent, current = await self.runs_store.load()
         self._saved_meta = dict(meta)
         self.phase = meta.get("phase", "on_the_road")
         if self.phase not in PHASES:
@@ -410,7 +129,6 @@ class Checklist:
             self.phase = "on_the_road" if self.phase == "arrival" else "open"
 
     async def _save_meta(self) -> None:
-        assert self.store is not None
         current = {
             "phase": self.phase,
             "stop": json.dumps(self.stop, ensure_ascii=False) if self.stop else "",
@@ -420,86 +138,11 @@ class Checklist:
         if not values:
             return
         self._saved_meta.update(values)
-
-        def write(db: sqlite_utils.Database) -> None:
-            with db.conn:
-                db.conn.executemany(
-                    "INSERT OR REPLACE INTO checklist_meta (key, value) VALUES (?, ?)", list(values.items())
-                )
-
-        await self.store.run(write)
-
-    async def _save_run_marks(self, run: Run) -> None:
-        assert self.store is not None
-        confirmations = json.dumps(run.confirmations(), ensure_ascii=False)
-        overrides = json.dumps(run.overrides, ensure_ascii=False)
-        stop = json.dumps(run.stop, ensure_ascii=False)
-
-        def write(db: sqlite_utils.Database) -> None:
-            with db.conn:
-                db.conn.execute(
-                    "UPDATE checklist_runs SET confirmations = ?, overrides = ?, stop = ? WHERE id = ?",
-                    (confirmations, overrides, stop, run.id),
-                )
-
-        await self.store.run(write)
-
-    async def _insert_run(self, kind: str, stop: dict[str, Any], driver: str) -> int:
-        assert self.store is not None
-        row = (kind, json.dumps(stop, ensure_ascii=False), driver, self.controller.clock())
-
-        def write(db: sqlite_utils.Database) -> int:
-            with db.conn:
-                cur = db.conn.execute(
-                    "INSERT INTO checklist_runs (kind, stop, driver, started_ts) VALUES (?, ?, ?, ?)", row
-                )
-            return int(cur.lastrowid or 0)
-
-        return await self.store.run(write)
-
-    async def _end_run(self, run: Run, outcome: str, ended_seq: int | None) -> None:
-        assert self.store is not None
-        summary = json.dumps(
-            {sid: {"status": s.status, "by": s.by, "seq": s.as_dict()["seq"]} for sid, s in run.steps.items()},
-            ensure_ascii=False,
-        )
-        values = (
-            ended_seq,
-            self.controller.clock(),
-            outcome,
-            json.dumps(run.confirmations(), ensure_ascii=False),
-            json.dumps(run.overrides, ensure_ascii=False),
-            summary,
-            run.id,
-        )
-
-        def write(db: sqlite_utils.Database) -> None:
-            with db.conn:
-                db.conn.execute(
-                    "UPDATE checklist_runs SET ended_seq = ?, ended_ts = ?, outcome = ?, confirmations = ?,"
-                    " overrides = ?, summary = ? WHERE id = ?",
-                    values,
-                )
-
-        await self.store.run(write)
+        await self.runs_store.save_meta(values)
 
     async def runs(self, limit: int = 20) -> list[dict[str, Any]]:
         """The latest stored runs, newest first (for tools and tests)."""
-        assert self.store is not None
-
-        def read(db: sqlite_utils.Database) -> list[dict[str, Any]]:
-            rows = db.execute("SELECT * FROM checklist_runs ORDER BY id DESC LIMIT ?", (limit,))
-            names = [d[0] for d in rows.description]
-            out = []
-            for values in rows.fetchall():
-                row = dict(zip(names, values, strict=True))
-                for key in ("stop", "confirmations", "overrides", "summary"):
-                    if row[key] is not None:
-                        row[key] = json.loads(row[key])
-                out.append(row)
-            return out
-
-        return await self.store.run(read)
+        return await self.runs_store.runs(limit)
 
     # --- the live part ---
 
@@ -584,7 +227,6 @@ class Checklist:
         )
 
     def _emit(self, etype: str, **data: Any) -> asyncio.Future:
-        assert self.store is not None
         return self.store.append_event(etype, **data)
 
     async def _set_phase(self, phase: str, stop: dict[str, Any] | None, by: str) -> None:
@@ -704,7 +346,7 @@ class Checklist:
                 # Picked the wrong stop: same run, same ticks (the bus is parked the same way), new stop.
                 self.run.stop = stop
                 await self._set_phase("arrival", stop, by)
-                await self._save_run_marks(self.run)
+                await self.runs_store.save_marks(self.run)
                 self._publish()
                 return self.status()
             if self.phase != "on_the_road":
@@ -714,7 +356,7 @@ class Checklist:
             return self.status()
 
     async def _start_run(self, kind: str, stop: dict[str, Any], by: str) -> None:
-        run_id = await self._insert_run(kind, stop, by)
+        run_id = await self.runs_store.insert(kind, stop, by)
         self.run = self._new_run(run_id, kind, stop, by)
         self._evaluate(emit=False)
         await self._set_phase(kind, stop, by)
@@ -728,12 +370,7 @@ class Checklist:
             if st.by == "auto":
                 st.sensor_seq = event["seq"]
 
-        def mark(db: sqlite_utils.Database, seq: int = event["seq"]) -> None:
-            with db.conn:
-                db.conn.execute("UPDATE checklist_runs SET started_seq = ? WHERE id = ?", (seq, run_id))
-
-        assert self.store is not None
-        await self.store.run(mark)
+        await self.runs_store.mark_started(run_id, event["seq"])
         self._publish()
 
     async def cmd_tick(self, args: dict[str, Any], conn: Connection) -> dict[str, Any]:
@@ -772,7 +409,7 @@ class Checklist:
             )
             st.confirmed_seq = event["seq"] if done else None
             self.driver = by
-            await self._save_run_marks(run)
+            await self.runs_store.save_marks(run)
             self._publish()
             return self.status()
 
@@ -814,7 +451,7 @@ class Checklist:
                 overridden=pending,
                 skipped=skipped,
             )
-            await self._end_run(run, outcome, ended["seq"])
+            await self.runs_store.end(run, outcome, ended["seq"])
             self.run = None
             self._watched = set()
             if run.kind == "arrival":
@@ -847,7 +484,7 @@ class Checklist:
             ended = await self._emit(
                 "checklist.ended", run=run.id, kind=run.kind, outcome="cancelled", stop=run.stop, by=by
             )
-            await self._end_run(run, "cancelled", ended["seq"])
+            await self.runs_store.end(run, "cancelled", ended["seq"])
             self.run = None
             self._watched = set()
             result: dict[str, Any] = {}
