@@ -29,8 +29,22 @@ CREATE TABLE IF NOT EXISTS aggregates (
     minute INTEGER PRIMARY KEY,             -- wall-clock epoch minute of the samples
     data TEXT NOT NULL                      -- {"metric": [min, max, mean, count], ...}
 );
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+# One key/value table for every feature's small persistent facts (the checklist's phase, the kiosk's wipe intent,
+# the MQTT watermark), each feature in its own namespace: Store.meta(namespace).
+_META = """
+CREATE TABLE IF NOT EXISTS meta (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (namespace, key)
+) WITHOUT ROWID;
+"""
+
+# Stores from before Store.meta kept a table per feature: (old table, namespace its rows move to).
+_OLD_META_TABLES = (("checklist_meta", "checklist"),)
+_OLD_STORE_META = "store"  # the namespace of the rows of the old one-namespace ``meta (key, value)`` table
 
 
 class StoreError(RuntimeError):
@@ -114,6 +128,7 @@ class Store:
         # Fewer, larger checkpoints: each one rewrites pages into the main file, which is what wears the card.
         conn.execute("PRAGMA wal_autocheckpoint=2000")
         conn.executescript(_SCHEMA)
+        _migrate_meta(conn)
         check = conn.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             raise sqlite3.DatabaseError(f"integrity check failed: {check}")
@@ -192,6 +207,10 @@ class Store:
             ]
 
         return await self.run(query)
+
+    def meta(self, namespace: str) -> Meta:
+        """The key/value rows of one feature (``checklist``, ``kiosk``, ``mqtt``...) in the shared ``meta`` table."""
+        return Meta(self, namespace)
 
     # --- aggregates ---
 
@@ -301,6 +320,90 @@ class Store:
             self._call(lambda _db: self._write_minutes(minutes, None))
         self._executor.submit(self.db.conn.close).result()
         self._executor.shutdown(wait=True)
+
+
+class Meta:
+    """One namespace of the store's key/value table; values are text (the feature decides their encoding).
+
+    ``read``/``write`` take the writer thread's database, so a feature can change its flags in the same
+    transaction as its own rows (``Store.run``); ``get``/``all``/``set`` are the same from the loop, one
+    transaction per ``set``.
+    """
+
+    def __init__(self, store: Store, namespace: str):
+        self.store = store
+        self.namespace = namespace
+
+    def read(self, db: sqlite_utils.Database) -> dict[str, str]:
+        rows = db.execute("SELECT key, value FROM meta WHERE namespace = ?", (self.namespace,)).fetchall()
+        return dict(rows)
+
+    def write(self, db: sqlite_utils.Database, values: dict[str, str], delete: tuple[str, ...] = ()) -> None:
+        """Set and delete keys, inside the caller's transaction (none is opened here)."""
+        for key, value in values.items():
+            db.conn.execute(
+                "INSERT INTO meta (namespace, key, value) VALUES (?, ?, ?)"
+                " ON CONFLICT(namespace, key) DO UPDATE SET value = excluded.value",
+                (self.namespace, key, value),
+            )
+        for key in delete:
+            db.conn.execute("DELETE FROM meta WHERE namespace = ? AND key = ?", (self.namespace, key))
+
+    async def all(self) -> dict[str, str]:
+        return await self.store.run(self.read)
+
+    async def get(self, key: str) -> str | None:
+        return (await self.all()).get(key)
+
+    async def set(self, values: dict[str, str], delete: tuple[str, ...] = ()) -> None:
+        """Set and delete keys in one transaction (one fsync: write only what changed)."""
+
+        def write(db: sqlite_utils.Database) -> None:
+            conn = db.conn
+            conn.execute("BEGIN")
+            try:
+                self.write(db, values, delete)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        await self.store.run(write)
+
+
+def _table_columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in conn.execute(f"PRAGMA table_info({table})").fetchall()]
+
+
+def _migrate_meta(conn: sqlite3.Connection) -> None:
+    """Bring a store's key/value rows into the one ``meta`` table, keeping every value (runs at open, idempotent).
+
+    Before Store.meta, the store had ``meta (key, value)`` and each feature its own ``<feature>_meta`` table: a bus
+    updated in place must keep its checklist phase, wipe intent and MQTT watermark.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        columns = _table_columns(conn, "meta")
+        if columns and "namespace" not in columns:
+            conn.execute("ALTER TABLE meta RENAME TO meta_before_namespaces")
+        conn.execute(_META)
+        if columns and "namespace" not in columns:
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (namespace, key, value) SELECT ?, key, value FROM meta_before_namespaces",
+                (_OLD_STORE_META,),
+            )
+            conn.execute("DROP TABLE meta_before_namespaces")
+        for table, namespace in _OLD_META_TABLES:
+            if _table_columns(conn, table):
+                conn.execute(
+                    f"INSERT OR IGNORE INTO meta (namespace, key, value) SELECT ?, key, value FROM {table}",
+                    (namespace,),
+                )
+                conn.execute(f"DROP TABLE {table}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _merge(old: list[float] | None, new: list[float]) -> list[float]:

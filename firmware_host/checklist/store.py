@@ -1,4 +1,4 @@
-"""The checklist's persistence: its runs in table ``checklist_runs``, the phase and stop in ``checklist_meta``."""
+"""The checklist's persistence: its runs in table ``checklist_runs``, the phase and stop in the store's meta."""
 
 from __future__ import annotations
 
@@ -30,7 +30,6 @@ CREATE TABLE IF NOT EXISTS checklist_runs (
     overrides TEXT NOT NULL DEFAULT '[]',   -- JSON [{step, reason, by, seq}]
     summary TEXT                            -- JSON {step: {status, by, seq}} at the end
 );
-CREATE TABLE IF NOT EXISTS checklist_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -44,13 +43,14 @@ class RunStore:
     def __init__(self, store: Store, clock: Callable[[], float]):
         self.store = store
         self.clock = clock
+        self.meta = store.meta("checklist")  # phase, stop (JSON), driver
 
     async def load(self) -> tuple[dict[str, str], list[tuple], tuple | None]:
         """The saved phase/stop/driver, the recent runs (newest first) and the run left unfinished, if any."""
 
         def read(db: sqlite_utils.Database) -> tuple[dict[str, str], list[tuple], tuple | None]:
             db.conn.executescript(_TABLES)
-            meta = dict(db.execute("SELECT key, value FROM checklist_meta").fetchall())
+            meta = self.meta.read(db)
             recent = db.execute(
                 "SELECT id, kind, stop, outcome FROM checklist_runs ORDER BY id DESC LIMIT ?", (RECENT_RUNS,)
             ).fetchall()
@@ -63,13 +63,7 @@ class RunStore:
         return await self.store.run(read)
 
     async def save_meta(self, values: dict[str, str]) -> None:
-        def write(db: sqlite_utils.Database) -> None:
-            with db.conn:
-                db.conn.executemany(
-                    "INSERT OR REPLACE INTO checklist_meta (key, value) VALUES (?, ?)", list(values.items())
-                )
-
-        await self.store.run(write)
+        await self.meta.set(values)
 
     async def insert(self, kind: str, stop: dict[str, Any], driver: str) -> int:
         """A new run, not yet started; returns its id."""

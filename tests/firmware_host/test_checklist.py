@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -256,6 +257,32 @@ async def test_phase_and_ticks_survive_a_controller_restart(tmp_path: Path, run_
     status = await api(third, "checklist.status")
     assert (status["phase"], status["run"], status["stop"]["commune"]) == ("open", None, "Menat")
     assert (await api(third, "checklist.tour"))["suggested"] == "2026-06-02/63206/1400"
+
+
+async def test_a_store_from_before_the_shared_meta_table_resumes_its_run(tmp_path: Path, run_controller: Any) -> None:
+    """The phase, stop and driver were in table checklist_meta: a controller updated in place still has them."""
+    cfg = bus_config(tmp_path)
+    first = await run_controller(cfg, clock=day_clock())
+    await asyncio.wait_for(first.ready.wait(), 10)
+    await api(first, "checklist.arrive", stop="2026-06-02/63223/0900", by="Marie")
+    await api(first, "checklist.tick", step="parked", by="Marie")
+    await first.stop()
+    with sqlite3.connect(cfg.storage.path) as conn:  # back to the old layout, as an older controller left it
+        conn.executescript(
+            """
+            CREATE TABLE checklist_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            INSERT INTO checklist_meta SELECT key, value FROM meta WHERE namespace = 'checklist';
+            DROP TABLE meta;
+            CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            """
+        )
+    conn.close()
+
+    second = await run_controller(cfg, clock=day_clock())
+    await asyncio.wait_for(second.ready.wait(), 10)
+    status = await api(second, "checklist.status")
+    assert (status["phase"], status["stop"]["commune"], status["driver"]) == ("arrival", "Menat", "Marie")
+    assert steps(status)["parked"]["by"] == "Marie"
 
 
 async def test_no_event_or_write_while_open_and_none_for_unchanged_values(bus: Any) -> None:

@@ -101,3 +101,41 @@ def test_kill_minus_nine_loses_nothing_acknowledged(tmp_path: Path) -> None:
     event = store.append_event_sync("after.restart")
     assert event["seq"] == max(stored) + 1
     store.close_sync()
+
+
+async def test_meta_namespaces_are_separate_and_set_is_one_transaction(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "s.db"))
+    store.attach(asyncio.get_running_loop())
+    checklist, kiosk = store.meta("checklist"), store.meta("kiosk")
+    await checklist.set({"phase": "open", "driver": "Marie"})
+    await kiosk.set({"phase": "x", "intent": "{}"})
+    await kiosk.set({"locked": "true"}, delete=("intent",))
+    assert await checklist.all() == {"phase": "open", "driver": "Marie"}
+    assert await kiosk.all() == {"phase": "x", "locked": "true"}
+    assert await checklist.get("stop") is None and await kiosk.get("phase") == "x"
+    await store.close()
+
+
+async def test_a_store_with_the_old_key_value_tables_keeps_every_value(tmp_path: Path) -> None:
+    """A bus updated in place: its store has ``meta (key, value)`` and ``checklist_meta``."""
+    db = str(tmp_path / "s.db")
+    conn = sqlite3.connect(db)
+    conn.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema', '1');
+        CREATE TABLE checklist_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO checklist_meta VALUES ('phase', 'open'), ('driver', 'Marie');
+        """
+    )
+    conn.close()
+    for _ in range(2):  # the migration runs at every open and changes nothing the second time
+        store = Store(db)
+        store.attach(asyncio.get_running_loop())
+        assert await store.meta("checklist").all() == {"phase": "open", "driver": "Marie"}
+        assert await store.meta("store").all() == {"schema": "1"}
+        await store.close()
+    conn = sqlite3.connect(db)
+    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    conn.close()
+    assert "checklist_meta" not in tables and "meta" in tables
