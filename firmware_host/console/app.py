@@ -16,7 +16,7 @@ from textual.screen import ModalScreen
 from ..api import ClientError
 from .i18n import TEXTS, I18n
 from .link import ControllerLink, link_failed
-from .messages import Connected, Disconnected, StateChanged, StepChosen, StopChosen
+from .messages import AlarmChosen, Connected, Disconnected, StateChanged, StepChosen, StopChosen
 from .screens import (
     AlarmsScreen,
     InterlockScreen,
@@ -44,8 +44,12 @@ class StopPickerScreen(ModalScreen[None]):
 
     BINDINGS = [Binding("escape", "app.pop_screen", "Retour")]
 
+    def __init__(self, console: ConsoleApp):
+        super().__init__()
+        self.console_app = console
+
     def compose(self) -> Any:
-        yield RoadView(id="picker")
+        yield RoadView(self.console_app, id="picker")
 
 
 class ConsoleApp(App[None]):
@@ -91,13 +95,13 @@ class ConsoleApp(App[None]):
         self.kiosk_outcome: str | None = None
         self.kiosk_error: str | None = None
         self.last_activity = monotonic()
-        self.main = MainScreen()
+        self.main = MainScreen(self)
 
     # --- start-up and the link ---
 
     def on_mount(self) -> None:
         self.push_screen(self.main)
-        self.push_screen(LoginScreen())
+        self.push_screen(LoginScreen(self))
         self.banner = self.i18n.t("link.connecting")
         self.run_worker(self.link.run(self._connected, self._state, self._down), name="link", group="link")
         if self.pin is not None and self.lock_after_s > 0:
@@ -221,7 +225,7 @@ class ConsoleApp(App[None]):
                     self.pop_screen()
                 self.run_worker(self._arrive(values), group="action")
 
-        self.push_screen(UnscheduledStopScreen(), chosen)
+        self.push_screen(UnscheduledStopScreen(self), chosen)
 
     def change_stop(self) -> None:
         self.run_worker(self._pick_stop(), group="action")
@@ -229,7 +233,7 @@ class ConsoleApp(App[None]):
     async def _pick_stop(self) -> None:
         self.tour = await self.command("checklist.tour", **({"date": self.tour_date} if self.tour_date else {}))
         if self.tour is not None:
-            await self.push_screen(StopPickerScreen())
+            await self.push_screen(StopPickerScreen(self))
 
     def shift_day(self, days: int) -> None:
         current = dt.date.fromisoformat((self.tour or {}).get("date") or dt.date.today().isoformat())
@@ -246,7 +250,7 @@ class ConsoleApp(App[None]):
         modes = inverter_modes(step)
         if step["status"] == "no" and modes:
             if self.inverter_writes:
-                self.push_screen(InverterModeScreen(modes), self._set_mode)
+                self.push_screen(InverterModeScreen(self, modes), self._set_mode)
             else:
                 self.notify(t("mode.not_allowed"), severity="warning", timeout=10)
         elif step["status"] == "no":
@@ -276,7 +280,7 @@ class ConsoleApp(App[None]):
             if reason:
                 self.run_worker(self._finish(reason), group="action")
 
-        self.push_screen(OverrideScreen(labels), confirmed)
+        self.push_screen(OverrideScreen(self, labels), confirmed)
 
     async def _finish(self, reason: str | None) -> None:
         kind = ((self.status or {}).get("run") or {}).get("kind")
@@ -341,15 +345,14 @@ class ConsoleApp(App[None]):
         active = self.interlocks()
         shown = next((s for s in self.screen_stack if isinstance(s, InterlockScreen)), None)
         if active and shown is None:
-            self.push_screen(InterlockScreen())
+            self.push_screen(InterlockScreen(self))
         elif active and shown is not None:
             shown.show()
         elif not active and shown is not None:
             if self.screen is shown:
                 self.pop_screen()
-            else:  # something was opened over the warning meanwhile: take the warning out from under it
-                self._screen_stack.remove(shown)  # type: ignore[attr-defined]
-                shown.remove()
+            else:  # something was opened over the warning meanwhile: it goes when uncovered, unseen till then
+                shown.clear()
 
     def acknowledge_interlocks(self) -> None:
         self.run_worker(self._acknowledge(), group="action")
@@ -366,12 +369,15 @@ class ConsoleApp(App[None]):
 
     def action_show_alarms(self) -> None:
         if not any(isinstance(s, (AlarmsScreen, LoginScreen)) for s in self.screen_stack):
-            self.push_screen(AlarmsScreen())
+            self.push_screen(AlarmsScreen(self))
 
     def refresh_alarms(self) -> None:
         for screen in self.screen_stack:
             if isinstance(screen, AlarmsScreen):
                 screen.show()
+
+    def on_alarm_chosen(self, message: AlarmChosen) -> None:
+        self.acknowledge(message.alarm_id)
 
     def acknowledge(self, alarm_id: str | None) -> None:
         """Acknowledge one alarm (silences its buzzer, if any; the alarm stays while its cause is there), or all."""
@@ -416,7 +422,7 @@ class ConsoleApp(App[None]):
                 self.notify(self.i18n.t("lock.interlock"), severity="warning", timeout=8)
             return
         self.driver = None
-        self.push_screen(LoginScreen())
+        self.push_screen(LoginScreen(self))
         if not idle:
             self.notify(self.i18n.t("lock.done"), timeout=5)
 

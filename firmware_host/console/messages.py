@@ -43,3 +43,10 @@ class StopChosen(Message):
     """The driver confirmed a stop: a schedule key, or a typed unscheduled stop."""
 
     stop: str | dict[str, Any]
+
+
+@dataclass
+class AlarmChosen(Message):
+    """The driver acknowledged one alarm from its row."""
+
+    alarm_id: str

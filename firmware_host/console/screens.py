@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on
@@ -23,19 +23,21 @@ if TYPE_CHECKING:
     from .app import ConsoleApp
 
 
-class _AppScreen:
-    @property
-    def console_app(self) -> ConsoleApp:
-        return cast("ConsoleApp", self.app)  # type: ignore[attr-defined]
+# Every screen and view is given the console it shows (its state, its words in ``console_app.i18n``, its
+# commands) when it is made: none reaches for ``self.app``, whose type Textual does not know.
 
 
 # --- login and lock --------------------------------------------------------------------------------------------
 
 
-class LoginScreen(_AppScreen, Screen):
+class LoginScreen(Screen):
     """Who is driving (it signs the ticked steps), and the PIN when the console has one."""
 
     BINDINGS = [Binding("f2", "app.toggle_language", "English/Français")]
+
+    def __init__(self, console: ConsoleApp, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.console_app = console
 
     def compose(self) -> ComposeResult:
         c = self.console_app
@@ -51,7 +53,7 @@ class LoginScreen(_AppScreen, Screen):
             with Horizontal(classes="actions"):
                 yield Button(t("login.go"), id="login-go", variant="primary")
                 yield Button(t("lang.switch"), id="login-lang")
-        yield KeyBar("keys.login")
+        yield KeyBar("keys.login", self.console_app.i18n)
 
     def on_mount(self) -> None:
         name = self.query_one("#name", Input)
@@ -107,8 +109,12 @@ class LoginScreen(_AppScreen, Screen):
 # --- the main screen ---------------------------------------------------------------------------------------------
 
 
-class RoadView(_AppScreen, Vertical):
+class RoadView(Vertical):
     """On the road: the day's stops from the schedule; pressing one confirms the arrival there."""
+
+    def __init__(self, console: ConsoleApp, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.console_app = console
 
     def compose(self) -> ComposeResult:
         c = self.console_app
@@ -184,11 +190,12 @@ class RoadView(_AppScreen, Vertical):
             self.console_app.ask_unscheduled_stop()
 
 
-class ChecklistView(_AppScreen, Vertical):
+class ChecklistView(Vertical):
     """An arrival or departure run: the steps, live, and the big button that ends it."""
 
-    def __init__(self, status: dict[str, Any]):
+    def __init__(self, console: ConsoleApp, status: dict[str, Any]):
         super().__init__()
+        self.console_app = console
         self.run_status = status
         self.was_pending = False
 
@@ -246,8 +253,12 @@ class ChecklistView(_AppScreen, Vertical):
             c.cancel_run()
 
 
-class OpenView(_AppScreen, Vertical):
+class OpenView(Vertical):
     """Open to the public: where, the public terminal, and the way out (closing, then the departure list)."""
+
+    def __init__(self, console: ConsoleApp, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.console_app = console
 
     def compose(self) -> ComposeResult:
         c = self.console_app
@@ -296,7 +307,7 @@ class NoteView(Vertical):
         yield Static(Content(self.text), classes="note")
 
 
-class MainScreen(_AppScreen, Screen):
+class MainScreen(Screen):
     """The header, a banner for link trouble, and the body of the current phase."""
 
     BINDINGS = [
@@ -306,15 +317,16 @@ class MainScreen(_AppScreen, Screen):
         Binding("f9", "app.lock", show=False),
     ]
 
-    def __init__(self) -> None:
+    def __init__(self, console: ConsoleApp) -> None:
         super().__init__()
+        self.console_app = console
         self.body_key: tuple[Any, ...] | None = None
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
         yield Static("", id="banner")
         yield Container(id="body")
-        yield KeyBar("keys.main")
+        yield KeyBar("keys.main", self.console_app.i18n)
 
     async def on_mount(self) -> None:
         self.show_header()
@@ -345,12 +357,12 @@ class MainScreen(_AppScreen, Screen):
             return ("wait", lang, c.banner), NoteView(c.banner or c.i18n.t("link.connecting"))
         phase = status["phase"]
         if status.get("run"):
-            return ("run", status["run"]["id"], lang, (status.get("stop") or {}).get("key")), ChecklistView(status)
+            return ("run", status["run"]["id"], lang, (status.get("stop") or {}).get("key")), ChecklistView(c, status)
         if phase == "open":
-            return ("open", lang, c.kiosk_outcome, c.kiosk_error, (status.get("stop") or {}).get("key")), OpenView()
+            return ("open", lang, c.kiosk_outcome, c.kiosk_error, (status.get("stop") or {}).get("key")), OpenView(c)
         tour = c.tour or {}
         stops = tuple((s["key"], s.get("visited")) for s in tour.get("stops", []))
-        return ("road", lang, tour.get("date"), tour.get("suggested"), stops, tour.get("clock_synced")), RoadView()
+        return ("road", lang, tour.get("date"), tour.get("suggested"), stops, tour.get("clock_synced")), RoadView(c)
 
     async def show_body(self, force: bool = False) -> None:
         if not self.query("#body"):
@@ -374,13 +386,14 @@ class MainScreen(_AppScreen, Screen):
 # --- modal screens -----------------------------------------------------------------------------------------------
 
 
-class OverrideScreen(_AppScreen, ModalScreen[str | None]):
+class OverrideScreen(ModalScreen[str | None]):
     """Required steps not done: going on anyway needs a typed reason, which is logged with each step."""
 
     BINDINGS = [Binding("escape", "back", "Retour")]
 
-    def __init__(self, pending_labels: list[str]):
+    def __init__(self, console: ConsoleApp, pending_labels: list[str]):
         super().__init__()
+        self.console_app = console
         self.pending_labels = pending_labels
 
     def compose(self) -> ComposeResult:
@@ -413,10 +426,14 @@ class OverrideScreen(_AppScreen, ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class UnscheduledStopScreen(_AppScreen, ModalScreen[dict[str, Any] | None]):
+class UnscheduledStopScreen(ModalScreen[dict[str, Any] | None]):
     """A stop that is not in the schedule: commune required, INSEE code and place optional."""
 
     BINDINGS = [Binding("escape", "back", "Retour")]
+
+    def __init__(self, console: ConsoleApp, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.console_app = console
 
     def compose(self) -> ComposeResult:
         t = self.console_app.i18n.t
@@ -456,10 +473,14 @@ class UnscheduledStopScreen(_AppScreen, ModalScreen[dict[str, Any] | None]):
         self.dismiss(None)
 
 
-class InterlockScreen(_AppScreen, ModalScreen[None]):
+class InterlockScreen(ModalScreen[None]):
     """Full-screen red: ignition on with the dish raised or the cable plugged in. Stays until resolved."""
 
     BINDINGS = [Binding("escape", "noop", show=False)]  # not dismissible: only the cause going away ends it
+
+    def __init__(self, console: ConsoleApp, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.console_app = console
 
     def compose(self) -> ComposeResult:
         t = self.console_app.i18n.t
@@ -474,7 +495,16 @@ class InterlockScreen(_AppScreen, ModalScreen[None]):
         self.show()
         self.query_one("#interlock-ack", Button).focus()
 
+    def clear(self) -> None:
+        """The cause went away while another screen covers this one: show through, and go once uncovered."""
+        self.add_class("-cleared")
+
+    def on_screen_resume(self) -> None:
+        if self.has_class("-cleared"):
+            self.dismiss()
+
     def show(self) -> None:
+        self.remove_class("-cleared")  # back before it was uncovered: it stays
         c = self.console_app
         alarms = c.interlocks()
         text = "\n\n".join(c.i18n.alarm(a) for a in alarms)
@@ -496,13 +526,14 @@ class InterlockScreen(_AppScreen, ModalScreen[None]):
         self.call_after_refresh(self.show)
 
 
-class InverterModeScreen(_AppScreen, ModalScreen[str | None]):
+class InverterModeScreen(ModalScreen[str | None]):
     """A checklist step waits on the inverter's mode: set it from here (only offered with allow_writes)."""
 
     BINDINGS = [Binding("escape", "back", "Retour")]
 
-    def __init__(self, modes: list[str]):
+    def __init__(self, console: ConsoleApp, modes: list[str]):
         super().__init__()
+        self.console_app = console
         self.modes = modes
 
     def compose(self) -> ComposeResult:
@@ -530,13 +561,14 @@ class InverterModeScreen(_AppScreen, ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class AlarmsScreen(_AppScreen, ModalScreen[None]):
+class AlarmsScreen(ModalScreen[None]):
     """The active alarms in plain words: acknowledge one (Enter on its row) or all; the technical text on request."""
 
     BINDINGS = [Binding("escape", "back", "Retour"), Binding("f4", "back", show=False)]
 
-    def __init__(self) -> None:
+    def __init__(self, console: ConsoleApp) -> None:
         super().__init__()
+        self.console_app = console
         self.details = False
 
     def compose(self) -> ComposeResult:

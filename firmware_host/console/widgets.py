@@ -9,7 +9,7 @@ from textual.binding import Binding
 from textual.widgets import Static
 
 from .i18n import I18n
-from .messages import StepChosen
+from .messages import AlarmChosen, StepChosen
 
 SOURCE_NAMES = {
     "fr": {"pin": "contact", "meter": "compteur", "inverter": "onduleur"},
@@ -191,15 +191,16 @@ class KeyBar(Static):
     }
     """
 
-    def __init__(self, key: str):
+    def __init__(self, key: str, i18n: I18n):
         super().__init__()
         self.key = key
+        self.i18n = i18n
 
     def on_mount(self) -> None:
         self.relabel()
 
     def relabel(self) -> None:
-        self.update(self.app.i18n.t(self.key))  # type: ignore[attr-defined]
+        self.update(self.i18n.t(self.key))
 
 
 class AlarmRow(Static, can_focus=True):
@@ -246,7 +247,7 @@ class AlarmRow(Static, can_focus=True):
 
     def action_acknowledge(self) -> None:
         if not self.alarm.get("acknowledged"):
-            self.app.acknowledge(self.alarm["id"])  # type: ignore[attr-defined]
+            self.post_message(AlarmChosen(self.alarm["id"]))
 
     def on_click(self) -> None:
         self.action_acknowledge()

@@ -15,6 +15,7 @@ from firmware_host.api import call_once
 from firmware_host.console.app import ConsoleApp, StopPickerScreen
 from firmware_host.console.link import ControllerLink
 from firmware_host.console.screens import (
+    AlarmsScreen,
     ChecklistView,
     InterlockScreen,
     LoginScreen,
@@ -160,6 +161,21 @@ async def test_interlock_warning_buzzer_and_acknowledge(bus: Any) -> None:
         await sim_set(bus, **{"shore.connected": False})
         await wait_until(lambda: isinstance(app.screen, MainScreen), message="warning gone with its cause")
         assert buzzer.pin.state == 0
+
+
+async def test_a_warning_cleared_under_another_screen_goes_when_uncovered(bus: Any) -> None:
+    async with console(bus) as (app, pilot):
+        await login(app, pilot)
+        await sim_set(bus, **{"gpio.ignition": True})
+        warning = await wait_until(lambda: app.screen if isinstance(app.screen, InterlockScreen) else None)
+        app.action_show_alarms()  # a screen over the warning, as a worker finishing late can open one
+        await wait_until(lambda: isinstance(app.screen, AlarmsScreen), message="alarms over the warning")
+        await sim_set(bus, **{"gpio.ignition": False})
+        await wait_until(lambda: warning.has_class("-cleared"), message="warning cleared under the alarms")
+        assert not warning.query_one("#interlock-box").display  # the main screen shows through, not the red
+        await pilot.press("escape")
+        await wait_until(lambda: isinstance(app.screen, MainScreen), message="warning gone once uncovered")
+        assert not any(isinstance(s, InterlockScreen) for s in app.screen_stack)
 
 
 async def test_departure_then_the_next_stop_is_suggested(bus: Any) -> None:
