@@ -57,7 +57,6 @@ class Alarm:
 @dataclass
 class _Pending:
     first_seen: float
-    message: str
 
 
 @dataclass
@@ -65,7 +64,8 @@ class AlarmManager:
     """Evaluates every rule after each state change and keeps the set of active alarms.
 
     ``emit(type, **data)`` records events (``alarm.raised`` / ``alarm.cleared``); ``on_change`` is told when
-    the set or the buzzer demand changes. Rules with a ``delay_s`` are re-checked by ``tick()``.
+    the set or the buzzer demand changes. A rule with a ``delay_s`` fires at the first ``evaluate()`` after its
+    delay: ``next_deadline()`` tells the controller when to evaluate again.
     """
 
     state: StateModel
@@ -115,7 +115,7 @@ class AlarmManager:
                     changed = True
                 continue
             if rule.delay_s > 0:
-                pending = self._pending.setdefault(rule.id, _Pending(now_mono, message))
+                pending = self._pending.setdefault(rule.id, _Pending(now_mono))
                 if now_mono - pending.first_seen < rule.delay_s:
                     continue
                 self._pending.pop(rule.id)

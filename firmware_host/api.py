@@ -39,13 +39,6 @@ class Registry:
             raise ValueError(f"API command {name!r} registered twice")
         self.commands[name] = Command(name, handler, frozenset(sockets), help)
 
-    def command(self, name: str, sockets: tuple[str, ...] = ("control",), help: str = "") -> Callable:
-        def deco(fn: Handler) -> Handler:
-            self.add(name, fn, sockets, help)
-            return fn
-
-        return deco
-
 
 @dataclass(eq=False)
 class Connection:

@@ -508,18 +508,21 @@ class Condition:
     def evaluate(self, lookup: Lookup) -> bool | None:
         return _truth(self.tree, lookup)
 
-    def evaluate_state(self, state: StateModel) -> bool | None:
-        """Evaluate over the state model: a stale component's values, and a missing one's, are unknown."""
-        return self.evaluate(state_lookup(state))
-
     def __str__(self) -> str:
         return self.text
 
 
-def state_lookup(state: StateModel) -> Lookup:
+def state_lookup(state: StateModel, unknown_field: Callable[[str, str], None] | None = None) -> Lookup:
+    """A condition's lookup over the state model: a stale component's values, and a missing one's, are unknown;
+    so is a field the component does not have (``unknown_field(component, field)`` is told)."""
+
     def lookup(component: str, field_name: str) -> Any:
         comp = state.components.get(component)
         if comp is None or comp.stale:
+            return None
+        if field_name not in comp.fields:
+            if unknown_field is not None:
+                unknown_field(component, field_name)
             return None
         return comp.values.get(field_name)
 

@@ -6,7 +6,6 @@ import asyncio
 import concurrent.futures
 import json
 import math
-import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -172,12 +171,6 @@ class Store:
         fut = asyncio.wrap_future(cfut, loop=loop)
         fut.add_done_callback(self._committed)
         return fut
-
-    def append_event_sync(self, etype: str, **data: Any) -> dict[str, Any]:
-        """Append from outside the loop (start-up, shutdown, tools): blocks until durable."""
-        event = self._executor.submit(self._insert_event, self.clock(), bool(self.clock_synced()), etype, data).result()
-        self.last_seq = event["seq"]
-        return event
 
     def _committed(self, fut: asyncio.Future) -> None:
         if fut.cancelled() or fut.exception() is not None:
@@ -412,15 +405,3 @@ def _merge(old: list[float] | None, new: list[float]) -> list[float]:
     count = old[3] + new[3]
     mean = (old[2] * old[3] + new[2] * new[3]) / count
     return [min(old[0], new[0]), max(old[1], new[1]), round(mean, 4), count]
-
-
-def disk_bytes_written(pid: int | None = None) -> int | None:
-    """Bytes this process caused to be written to storage (Linux /proc/<pid>/io), for the benchmark."""
-    try:
-        text = Path(f"/proc/{pid or os.getpid()}/io").read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("write_bytes:"):
-            return int(line.split()[1])
-    return None

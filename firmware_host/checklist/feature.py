@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..api import ApiError, Connection
-from ..conditions import Condition
+from ..conditions import Condition, state_lookup
 from ..tour import Stop, Tour, TourError, load_tour, unscheduled_stop
 from .model import CHECKLIST_FIELDS, KINDS, PHASES, Run, StepSpec, StepState
 from .store import RunStore
@@ -68,6 +68,7 @@ class Checklist:
         self._watched: set[str] = set()
         self._unsubscribe: Callable[[], None] | None = None
         self._warned: set[tuple[str, str]] = set()
+        self._lookup = state_lookup(self.state, self._unknown_field)
         self._saved_meta: dict[str, str] = {}
 
     @classmethod
@@ -151,16 +152,10 @@ class Checklist:
         self._watched = {c for spec in self.specs[kind] if spec.condition for c in spec.condition.components}
         return Run(run_id, kind, stop, driver, steps)
 
-    def _lookup(self, component: str, field_name: str) -> Any:
-        comp = self.state.components.get(component)
-        if comp is None or comp.stale:
-            return None
-        if field_name not in comp.fields:
-            if (component, field_name) not in self._warned:
-                self._warned.add((component, field_name))
-                log.warning("checklist condition names %s.%s: that component has no such field", component, field_name)
-            return None
-        return comp.values.get(field_name)
+    def _unknown_field(self, component: str, field_name: str) -> None:
+        if (component, field_name) not in self._warned:
+            self._warned.add((component, field_name))
+            log.warning("checklist condition names %s.%s: that component has no such field", component, field_name)
 
     def _applies(self, condition: Condition) -> bool:
         """A condition over a device this bus does not have (no such component, or "not configured") is moot."""

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from firmware_host import conditions
 from firmware_host import config as config_mod
-from firmware_host.conditions import FIELD_TYPES, ConditionError, compile_condition
+from firmware_host.conditions import FIELD_TYPES, ConditionError, compile_condition, state_lookup
 from firmware_host.config import ConfigError
 from firmware_host.state import StateModel, component_fields, declared_components
 
@@ -123,15 +123,19 @@ def test_enumerations_agree_with_the_drivers() -> None:
 def test_stale_components_are_unknown_over_the_state_model() -> None:
     state = StateModel()
     cond = compile_condition("shore.connected and power.soc >= 40")
-    assert cond.evaluate_state(state) is None  # nothing read yet
+    unknown: list[tuple[str, str]] = []
+    lookup = state_lookup(state, lambda *path: unknown.append(path))  # as the checklist reads the state
+    assert cond.evaluate(lookup) is None  # nothing read yet
     state.update("shore", {"connected": True})
     state.update("power", {"soc": 80})
-    assert cond.evaluate_state(state) is True
+    assert cond.evaluate(lookup) is True
     state.mark_stale("power", "inverter: no answer")
-    assert cond.evaluate_state(state) is None  # the last reading is kept for display, not trusted
+    assert cond.evaluate(lookup) is None  # the last reading is kept for display, not trusted
     state.update("shore", {"connected": False})
-    assert cond.evaluate_state(state) is False  # false and unknown is false
+    assert cond.evaluate(lookup) is False  # false and unknown is false
     assert cond.components == {"shore", "power"}
+    assert unknown == []
+    assert lookup("shore", "voltage") is None and unknown == [("shore", "voltage")]  # not a field of shore
 
 
 def test_the_module_never_evaluates_python() -> None:

@@ -96,11 +96,16 @@ def test_kill_minus_nine_loses_nothing_acknowledged(tmp_path: Path) -> None:
     stored = {r[0] for r in conn.execute("SELECT seq FROM events")}
     conn.close()
     assert set(acked) <= stored
-    store = Store(str(db))
-    assert store.last_seq >= max(acked)
-    event = store.append_event_sync("after.restart")
-    assert event["seq"] == max(stored) + 1
-    store.close_sync()
+
+    async def restart() -> dict:
+        store = Store(str(db))
+        store.attach(asyncio.get_running_loop())
+        assert store.last_seq >= max(acked)
+        event = await store.append_event("after.restart")
+        await store.close()
+        return event
+
+    assert asyncio.run(restart())["seq"] == max(stored) + 1
 
 
 async def test_meta_namespaces_are_separate_and_set_is_one_transaction(tmp_path: Path) -> None:
