@@ -33,7 +33,7 @@ from drivers.at import (
 )
 from drivers.base import DeviceError, DeviceGone, DeviceTimeout
 from drivers.modem_recovery import HangRecovery, RecoverySchedule
-from drivers.registry import DeviceProfile
+from drivers.registry import AlarmRule, AlarmText, DeviceProfile
 
 log = logging.getLogger(__name__)
 
@@ -419,9 +419,7 @@ def _build(section: Any, name: str) -> Modem:
     )
 
 
-def _iridium_alarm_rules(device: str) -> list[Any]:
-    from firmware_host.alarms import AlarmRule, AlarmText
-
+def _iridium_alarm_rules(device: str) -> list[AlarmRule]:
     def antenna_fault(state: Any) -> AlarmText | None:
         if state.value("modem", "antenna_fault") and state.is_fresh("modem"):
             return AlarmText("the Iridium modem reports an antenna fault: check the antenna cable and connector", {})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 KINDS = ("inverter", "meter", "modem")
 
@@ -22,6 +22,28 @@ PROFILE_MODULES: tuple[str, ...] = (
     "drivers.et112",
     "drivers.modem",
 )
+
+
+class AlarmText(NamedTuple):
+    """A holding rule's verdict: the log's message and the values behind it, which screens translate by alarm id."""
+
+    message: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AlarmRule:
+    """An alarm over the controller's live state (firmware_host/alarms.py raises and clears it).
+
+    ``condition(state)`` returns None (no alarm), or the alarm's message (it may vary with the values), with its
+    parameters when it has some (the console words each alarm id in French from them, never from the message).
+    """
+
+    id: str
+    severity: str
+    condition: Callable[[Any], str | AlarmText | None]
+    delay_s: float = 0.0  # the condition must hold this long before the alarm is raised (sensors disagreeing)
+    buzzer: bool = False  # interlocks sound the buzzer until acknowledged
 
 
 @dataclass(frozen=True)
@@ -44,7 +66,7 @@ class DeviceProfile:
     build: Callable[[Any, str], Any]
     simulator: Callable[[Any], Any] | None = None
     config_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
-    alarm_rules: Callable[[str], list[Any]] | None = None
+    alarm_rules: Callable[[str], list[AlarmRule]] | None = None
     fix: str = ""
     sim_points: tuple[tuple[str, Any], ...] = ()
 

@@ -21,7 +21,7 @@ from drivers.modbus import (
     nest,
     read_published_csv,
 )
-from drivers.registry import DeviceProfile
+from drivers.registry import AlarmRule, AlarmText, DeviceProfile
 
 DEFAULT_VEBUS_UNIT = 227  # Cerbo GX VE.Bus port; 246 on a CCGX, 242 on a Venus GX, 228 on a MultiPlus-II GX
 DEFAULT_SYSTEM_UNIT = 100
@@ -276,10 +276,24 @@ class GXSimulator(MapSimulator):
         self.system_unit = system_unit
 
 
-def _gx_alarm_rules(device: str) -> list[Any]:
-    # The VE.Bus alarm registers (warning or alarm as the inverter reports them) and the VE.Bus error code.
-    from firmware_host.alarms import AlarmRule, AlarmText, inverter_alarm_rules
+def inverter_alarm_rules(names: tuple[str, ...]) -> list[AlarmRule]:
+    """One rule per VE.Bus alarm register: warning or alarm as the inverter reports it."""
+    rules = []
+    for name in names:
+        for severity in ("warning", "alarm"):
 
+            def cond(s: Any, name: str = name, severity: str = severity) -> AlarmText | None:
+                alarms = s.value("power", "alarms") or {}
+                if alarms.get(name) == severity and s.is_fresh("power"):
+                    return AlarmText(f"inverter reports {name.replace('_', ' ')}: {severity}", {"name": name})
+                return None
+
+            rules.append(AlarmRule(f"inverter.{name}" + ("" if severity == "alarm" else ".warning"), severity, cond))
+    return rules
+
+
+def _gx_alarm_rules(device: str) -> list[AlarmRule]:
+    # The VE.Bus alarm registers (warning or alarm as the inverter reports them) and the VE.Bus error code.
     def vebus_error(state: Any) -> AlarmText | None:
         err = state.value("power", "vebus_error")
         return AlarmText(f"VE.Bus error {err}", {"code": err}) if err and state.is_fresh("power") else None

@@ -5,32 +5,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
+
+# A rule's shape is declared with the device profiles (drivers/registry.py): a brand brings its own rules, and a
+# driver must not import the layer above it.
+from drivers.registry import AlarmRule, AlarmText
 
 from .state import StateModel
 
+__all__ = ["SEVERITIES", "Alarm", "AlarmManager", "AlarmRule", "AlarmText", "core_rules", "kiosk_rules"]
+
 SEVERITIES = ("info", "warning", "alarm", "critical")
-
-
-class AlarmText(NamedTuple):
-    """A holding rule's verdict: the log's message and the values behind it, which screens translate by alarm id."""
-
-    message: str
-    params: dict[str, Any]
-
-
-# A rule's condition returns None (no alarm), or the alarm's message (it may vary with the values), with its
-# parameters when it has some (the console words each alarm id in French from them, never from the message).
-Condition = Callable[[StateModel], str | AlarmText | None]
-
-
-@dataclass(frozen=True)
-class AlarmRule:
-    id: str
-    severity: str
-    condition: Condition
-    delay_s: float = 0.0  # the condition must hold this long before the alarm is raised (sensors disagreeing)
-    buzzer: bool = False  # interlocks sound the buzzer until acknowledged
 
 
 @dataclass
@@ -165,22 +150,6 @@ class AlarmManager:
 
 def _v(state: StateModel, comp: str, key: str) -> Any:
     return state.value(comp, key)
-
-
-def inverter_alarm_rules(names: tuple[str, ...]) -> list[AlarmRule]:
-    """One rule per VE.Bus alarm register: warning or alarm as the inverter reports it."""
-    rules = []
-    for name in names:
-        for severity in ("warning", "alarm"):
-
-            def cond(s: StateModel, name: str = name, severity: str = severity) -> AlarmText | None:
-                alarms = _v(s, "power", "alarms") or {}
-                if alarms.get(name) == severity and s.is_fresh("power"):
-                    return AlarmText(f"inverter reports {name.replace('_', ' ')}: {severity}", {"name": name})
-                return None
-
-            rules.append(AlarmRule(f"inverter.{name}" + ("" if severity == "alarm" else ".warning"), severity, cond))
-    return rules
 
 
 def core_rules(
