@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..conditions import condition_problem
+from ..schema import ArrayOf, Key, Table
 from .steps import DEFAULT_ARRIVAL, DEFAULT_DEPARTURE
 
 
@@ -21,12 +22,7 @@ def _not_blank(value: str) -> str | None:
 
 
 def checklist_schema() -> Any:
-    """The ``[checklist]`` section for config.SCHEMA (optional: no console checklist without it).
-
-    Built by a function, imported lazily: config.py imports this module while it is itself being loaded.
-    """
-    from ..config import ArrayOf, Key, Table
-
+    """The ``[checklist]`` section for config.SCHEMA (optional: no console checklist without it)."""
     text = {"fr": Key(str, required=True, check=_not_blank), "en": Key(str, None)}
     step = Table(
         {

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..schema import Key, Table
+
 LANGUAGES = ("fr", "en")
 PIN_DIGITS = (4, 8)
 MAX_TRIES = 5  # wrong PINs in a row before a pause
@@ -17,9 +19,7 @@ LOCKOUT_S = 30.0  # first pause; doubles with each further wrong PIN
 
 
 def console_schema() -> Any:
-    """The ``[console]`` section for config.SCHEMA (a function: config.py imports this while it is being built)."""
-    from ..config import Key, Table
-
+    """The ``[console]`` section for config.SCHEMA."""
     return Table(
         {
             "pin_file": Key("path", None),
