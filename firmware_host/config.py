@@ -15,7 +15,7 @@ from .checklist import checklist_schema
 from .console.settings import console_schema
 from .schema import ArrayOf, ConfigError, Key, Table, resolve_path, type_name
 
-__all__ = ["ArrayOf", "Config", "ConfigError", "Key", "Section", "Table", "iter_keys", "load", "validate"]
+__all__ = ["Config", "ConfigError", "Section", "iter_keys", "load", "validate"]
 
 DEFAULT_CONFIG_PATH = "/etc/allervers/allervers.toml"
 

@@ -7,6 +7,8 @@ import string
 from typing import Any
 from urllib.parse import urlsplit
 
+from firmware_host.schema import ArrayOf, Key, Table
+
 # The launcher shows every enabled service at once, as tiles big enough for a finger, on the bus's 72x23 cells.
 MAX_SERVICES = 12
 
@@ -232,12 +234,7 @@ def _check_section(values: dict[str, Any]) -> tuple[str, str] | None:
 
 
 def kiosk_schema() -> Any:
-    """The ``[kiosk]`` section for config.SCHEMA (optional: no public terminal without it).
-
-    Built by a function, imported lazily: config.py imports this module while it is itself being loaded.
-    """
-    from firmware_host.config import ArrayOf, Key, Table
-
+    """The ``[kiosk]`` section for config.SCHEMA (optional: no public terminal without it)."""
     service = Table(
         {
             "id": Key(str, required=True, pattern=r"[a-z0-9-]{1,32}"),
