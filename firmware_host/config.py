@@ -9,10 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from kiosk.settings import kiosk_schema
-
-from .checklist import checklist_schema
-from .console.settings import console_schema
+from .features import schema_sections
 from .schema import ArrayOf, ConfigError, Key, Table, resolve_path, type_name
 
 __all__ = ["Config", "ConfigError", "Section", "iter_keys", "load", "validate"]
@@ -381,9 +378,7 @@ SCHEMA: dict[str, Any] = {
         optional=True,
         check=_loopback_or_insecure,
     ),
-    "checklist": checklist_schema(),
-    "console": console_schema(),
-    "kiosk": kiosk_schema(),
+    **schema_sections(),
 }
 
 

@@ -9,7 +9,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drivers import registry
 from drivers.base import DeviceError, PolledDevice, WriteNotAllowed
@@ -19,8 +19,15 @@ from . import alarms as alarm_rules
 from .alarms import AlarmManager
 from .api import ApiError, Connection, Registry, SocketServer
 from .config import Config
+from .features import FEATURES
 from .state import FIELDS, StateModel
 from .store import Store
+
+if TYPE_CHECKING:
+    from kiosk.session import KioskManager
+
+    from .checklist import Checklist
+    from .mqtt import MqttLink
 
 log = logging.getLogger("allervers")
 
@@ -152,6 +159,7 @@ class Controller:
         self.devices: dict[str, PolledDevice] = {}
         self.servers: list[SocketServer] = []
         self.simulation: Any = None
+        self.features: dict[str, Any] = {}  # attached feature objects by name (firmware_host/features.py)
         self.tasks: list[asyncio.Task] = []
         self.ready = asyncio.Event()
         self.first_complete_s: float | None = None
@@ -212,20 +220,17 @@ class Controller:
         from .sdnotify import ServiceNotifier  # under systemd: READY=1, STATUS=, WATCHDOG=1 from this loop, STOPPING=1
 
         ServiceNotifier.attach_if_systemd(self)
-        if cfg.checklist is not None:  # the driver's stops and checklists (firmware_host/checklist/)
-            from .checklist import Checklist
-
-            await Checklist.attach(self)
-        if cfg.kiosk is not None and cfg.kiosk.enabled:  # the public terminal (kiosk/session.py)
-            from kiosk.session import KioskManager
-
-            self.kiosk = await KioskManager.attach(self)
+        for feature in FEATURES:  # checklist, kiosk... (firmware_host/features.py)
+            if getattr(cfg, feature.SECTION) is None or not hasattr(feature, "attach"):
+                continue
+            if (attached := await feature.attach(self)) is not None:
+                self.features[feature.SECTION] = attached
         if cfg.mqtt is not None:  # remote supervision (firmware_host/mqtt/)
             from .mqtt import MqttLink
 
-            self.mqtt = MqttLink(self)
-            await self.mqtt.start()
-            self.on_stop.append(self.mqtt.stop)
+            link = self.features["mqtt"] = MqttLink(self)
+            await link.start()
+            self.on_stop.append(link.stop)
         for name, path in (("control", cfg.api.control_socket), ("kiosk", cfg.api.kiosk_socket)):
             server = SocketServer(name, path, self.registry, max_line=cfg.api.max_line_bytes, mode=0o660)
             await server.start()
@@ -236,6 +241,22 @@ class Controller:
             vehicle=cfg.vehicle.id,
             simulated=bool(cfg.simulation.embedded),
         )
+
+    def lookup(self, name: str) -> Any:
+        """The attached feature ``name`` (checklist, kiosk, mqtt), or None when this bus does not run it."""
+        return self.features.get(name)
+
+    @property
+    def checklist(self) -> Checklist | None:
+        return self.features.get("checklist")
+
+    @property
+    def kiosk(self) -> KioskManager | None:
+        return self.features.get("kiosk")
+
+    @property
+    def mqtt(self) -> MqttLink | None:
+        return self.features.get("mqtt")
 
     def _brand_alarm_rules(self) -> list[alarm_rules.AlarmRule]:
         """The alarm rules each configured device's profile brings (e.g. the GX's VE.Bus alarms and error)."""

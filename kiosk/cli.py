@@ -27,7 +27,7 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
 def _report_run(args: argparse.Namespace) -> int:
     from .stats import run
 
-    return run(args)
+    return run(args, cli._load(args))
 
 
 for _entry in (

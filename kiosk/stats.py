@@ -223,10 +223,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    from firmware_host import cli
-
-    cfg = cli._load(args)
+def run(args: argparse.Namespace, cfg: Any) -> int:
+    """`allervers report` over the config's store (the command line loads the config: kiosk/cli.py)."""
     if args.format == "lieux":
         return _print_places(cfg, args.csv)
     path = Path(cfg.storage.path)

@@ -17,10 +17,23 @@ Modules: ``steps`` (the default steps), ``schema`` (the ``[checklist]`` section)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .feature import Checklist
 from .model import CHECKLIST_FIELDS, KINDS, PHASES, Run, StepSpec, StepState
-from .schema import checklist_schema
+from .schema import checklist_schema as schema
 from .steps import DEFAULT_ARRIVAL, DEFAULT_DEPARTURE
+
+if TYPE_CHECKING:
+    from ..controller import Controller
+
+SECTION = "checklist"
+
+
+async def attach(controller: Controller) -> Checklist:
+    """The driver's stops and checklists: restores the phase and any run in progress, registers the commands."""
+    return await Checklist.attach(controller)
+
 
 __all__ = [
     "CHECKLIST_FIELDS",
@@ -28,9 +41,11 @@ __all__ = [
     "DEFAULT_DEPARTURE",
     "KINDS",
     "PHASES",
+    "SECTION",
     "Checklist",
     "Run",
     "StepSpec",
     "StepState",
-    "checklist_schema",
+    "attach",
+    "schema",
 ]

@@ -90,7 +90,6 @@ class Checklist:
         r.add("checklist.cancel", self.cmd_cancel, ("control",), "abandon the current checklist run")
         self._evaluate(emit=False)
         self._publish()
-        controller.checklist = self  # type: ignore[attr-defined]  # for other features and tests
         return self
 
     def detach(self) -> None:

@@ -18,8 +18,11 @@ MAX_TRIES = 5  # wrong PINs in a row before a pause
 LOCKOUT_S = 30.0  # first pause; doubles with each further wrong PIN
 
 
-def console_schema() -> Any:
-    """The ``[console]`` section for config.SCHEMA."""
+SECTION = "console"
+
+
+def schema() -> Any:
+    """The ``[console]`` section for config.SCHEMA (the console runs as its own process: nothing to attach)."""
     return Table(
         {
             "pin_file": Key("path", None),
