@@ -773,9 +773,15 @@ class KioskManager:
                     await self._store().run(lambda db: stats.write_meta(db, {}, delete=("intent",)))
 
     async def cmd_open(self, args: dict[str, Any], conn: Connection) -> dict[str, Any]:
+        return await self.open_public(args.get("stop", self.open_stop))
+
+    async def cmd_close(self, args: dict[str, Any], conn: Connection) -> dict[str, Any]:
+        return await self.close_public()
+
+    async def open_public(self, stop: object) -> dict[str, Any]:
+        """Open the terminal to the public at ``stop`` (its name); ApiError naming why when it stays closed."""
         if self.setup_error:
             raise ApiError(self.setup_error)
-        stop = args.get("stop", self.open_stop)
         if not isinstance(stop, str) or len(stop) > 100:
             raise ApiError("stop must be the stop's name (text, up to 100 characters)")
         self.driver_open, self.open_stop = True, stop
@@ -786,7 +792,8 @@ class KioskManager:
             raise ApiError(f"the terminal stays closed: wipe not verified ({'; '.join(self.wipe_problems)})")
         return {"open": self.effectively_open, "closed_reason": self.closed_reason()}
 
-    async def cmd_close(self, args: dict[str, Any], conn: Connection) -> dict[str, Any]:
+    async def close_public(self) -> dict[str, Any]:
+        """Close the terminal to the public, ending (and wiping) any session."""
         self.driver_open = False
         await self._save_flags()
         ended = await self.end("closed")

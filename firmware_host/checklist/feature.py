@@ -17,6 +17,8 @@ from .model import CHECKLIST_FIELDS, KINDS, PHASES, Run, StepSpec, StepState
 from .store import RunStore
 
 if TYPE_CHECKING:
+    from kiosk.session import KioskManager
+
     from ..controller import Controller
 
 log = logging.getLogger("allervers.checklist")
@@ -233,15 +235,12 @@ class Checklist:
     # --- the public terminal ---
 
     async def _kiosk(self, action: str) -> dict[str, Any]:
-        """Call ``kiosk.open``/``kiosk.close`` when the kiosk feature is there; say so when it is not."""
-        command = self.controller.registry.commands.get(f"kiosk.{action}")
-        if command is None:
+        """Open or close the public terminal when this bus has one; say so when it does not."""
+        kiosk: KioskManager | None = self.controller.lookup("kiosk")
+        if kiosk is None:
             return {"kiosk": "not_configured"}
-        conn = Connection("control", None, os.getuid())  # type: ignore[arg-type]  # an in-process caller
         try:
-            result = command.handler({}, conn)
-            if asyncio.iscoroutine(result):
-                result = await result
+            result = await (kiosk.open_public(kiosk.open_stop) if action == "open" else kiosk.close_public())
         except Exception as exc:  # the kiosk failing must not strand the driver mid-checklist
             error = str(exc) or type(exc).__name__
             log.warning("kiosk.%s failed: %s", action, error)

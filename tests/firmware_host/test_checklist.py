@@ -307,25 +307,30 @@ async def test_no_event_or_write_while_open_and_none_for_unchanged_values(bus: A
 
 
 async def test_kiosk_commands_are_called_when_the_kiosk_is_there(bus: Any) -> None:
-    """The failure paths, with stand-in kiosk commands (test_checklist_kiosk.py runs the real public terminal)."""
+    """The failure paths, with a stand-in kiosk feature (test_checklist_kiosk.py runs the real public terminal)."""
     calls: list[str] = []
     bus.state.add_component("kiosk")
     bus.state.update("kiosk", {"open": False, "session_active": False, "sessions_today": 0})
 
-    def kiosk_open(args: dict[str, Any], conn: Any) -> dict[str, Any]:
-        calls.append("open")
-        if len(calls) == 1:
-            raise RuntimeError("browser not started")
-        bus.state.update("kiosk", {"open": True})
-        return {"open": True}
+    class StandInKiosk:
+        """The two methods of kiosk.session.KioskManager that the checklist calls, and its last stop."""
 
-    async def kiosk_close(args: dict[str, Any], conn: Any) -> dict[str, Any]:
-        calls.append("close")
-        bus.state.update("kiosk", {"open": False})
-        return {"open": False, "wiped": True}
+        open_stop = ""
 
-    bus.registry.add("kiosk.open", kiosk_open)
-    bus.registry.add("kiosk.close", kiosk_close)
+        async def open_public(self, stop: object) -> dict[str, Any]:
+            calls.append("open")
+            if len(calls) == 1:
+                raise RuntimeError("browser not started")
+            bus.state.update("kiosk", {"open": True})
+            return {"open": True}
+
+        async def close_public(self) -> dict[str, Any]:
+            calls.append("close")
+            bus.state.update("kiosk", {"open": False})
+            return {"open": False, "wiped": True}
+
+    kiosk = bus.features["kiosk"] = StandInKiosk()
+    bus.registry.add("kiosk.open", lambda args, conn: kiosk.open_public(args.get("stop", kiosk.open_stop)))
     await api(bus, "checklist.arrive", stop="2026-06-02/63223/0900", by="Marie")
     result = await api(bus, "checklist.finish", by="Marie", reason="kiosk test")
     assert (result["phase"], result["kiosk"], result["kiosk_error"]) == ("open", "error", "browser not started")
