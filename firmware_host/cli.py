@@ -9,23 +9,15 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from . import config as config_mod
 from .api import ClientError, call_once
+from .subcommands import EXIT_CONFIG, EXIT_UNREACHABLE, Subcommand, load_config
 
-EXIT_CONFIG = 2
-EXIT_UNREACHABLE = 3
-
-# Subcommands contributed by other features: (name, help, add_arguments, run). Each feature registers here.
-EXTRA_COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]]
-EXTRA_COMMANDS = []
-
-
-def _load(args: argparse.Namespace) -> config_mod.Config:
-    return config_mod.load(args.config)
+# The modules whose COMMANDS add subcommands (firmware_host/subcommands.py), imported when the parser is built.
+EXTRA_MODULES = ("firmware_host.console.commands", "firmware_host.doctor", "firmware_host.supervise.cli", "kiosk.cli")
 
 
 DEMO_CONFIG = Path("config") / "simulated.toml"
@@ -86,7 +78,7 @@ def _add_config(p: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from .controller import run
 
-    cfg = _load(args)
+    cfg = load_config(args)
     _setup_logging(args.verbose)
     try:
         asyncio.run(run(cfg))
@@ -101,7 +93,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .controller import Controller
     from .statusview import live_view
 
-    cfg = _load(args)
+    cfg = load_config(args)
     if not cfg.simulation.embedded:
         print(f"{cfg.source}: simulation.embedded: the demo needs embedded = true", file=sys.stderr)
         return EXIT_CONFIG
@@ -154,7 +146,7 @@ async def _fault_tour(controller: Any, every_s: float) -> None:
 
 
 def _query(args: argparse.Namespace, cmd: str, cmd_args: dict[str, Any] | None = None) -> Any:
-    cfg = _load(args)
+    cfg = load_config(args)
     return asyncio.run(call_once(cfg.api.control_socket, cmd, cmd_args))
 
 
@@ -236,7 +228,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from drivers.scenario import Simulation
     from firmware_host.api import Registry, SocketServer
 
-    cfg = _load(args)
+    cfg = load_config(args)
     _setup_logging(args.verbose)
 
     async def main() -> None:
@@ -328,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
     p.set_defaults(func=cmd_sim_set)
 
-    for name, help_text, add_arguments, run_fn in EXTRA_COMMANDS:
+    for name, help_text, add_arguments, run_fn in extra_commands():
         p = sub.add_parser(name, help=help_text)
         _add_config(p)
         add_arguments(p)
@@ -337,7 +329,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _load_extras()
     args = build_parser().parse_args(argv)
     try:
         _default_config(args)
@@ -357,17 +348,11 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def _load_extras() -> None:
-    """Import the feature modules that add subcommands (each appends to EXTRA_COMMANDS on import)."""
+def extra_commands() -> list[Subcommand]:
+    """The subcommands the feature modules export (imported only now: not every command needs Textual or MQTT)."""
     import importlib
 
-    for module in (
-        "firmware_host.console.commands",
-        "firmware_host.doctor",
-        "firmware_host.supervise.cli",
-        "kiosk.cli",
-    ):
-        importlib.import_module(module)
+    return [command for module in EXTRA_MODULES for command in importlib.import_module(module).COMMANDS]
 
 
 if __name__ == "__main__":

@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from . import cli
 from . import config as config_mod
 from .api import ClientError, call_once
 from .controller import TIMESYNC_FLAG
+from .subcommands import Subcommand
 
 OK, INFO, WARN, FAIL = "ok", "info", "warn", "FAIL"
 
@@ -566,6 +566,6 @@ def _size(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-cli.EXTRA_COMMANDS.append(
-    ("doctor", "check a live installation: config, devices, sockets, units, disk, clock, broker", add_arguments, run)
-)
+COMMANDS: list[Subcommand] = [
+    ("doctor", "check a live installation: config, devices, sockets, units, disk, clock, broker", add_arguments, run),
+]

@@ -1,10 +1,10 @@
-"""`allervers kiosk` (the launcher) and `allervers report` (anonymous statistics): registered on import, loaded late."""
+"""`allervers kiosk` (the launcher) and `allervers report` (anonymous statistics): the COMMANDS cli.py loads late."""
 
 from __future__ import annotations
 
 import argparse
 
-from firmware_host import cli
+from firmware_host.subcommands import Subcommand, load_config
 
 
 def _kiosk_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,12 +27,10 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
 def _report_run(args: argparse.Namespace) -> int:
     from .stats import run
 
-    return run(args, cli._load(args))
+    return run(args, load_config(args))
 
 
-for _entry in (
+COMMANDS: list[Subcommand] = [
     ("kiosk", "the public terminal's launcher (touch screen), on the kiosk socket", _kiosk_arguments, _kiosk_run),
     ("report", "anonymous public-terminal statistics: sessions, pages, satisfaction", _report_arguments, _report_run),
-):
-    if all(existing[0] != _entry[0] for existing in cli.EXTRA_COMMANDS):
-        cli.EXTRA_COMMANDS.append(_entry)
+]

@@ -6,7 +6,7 @@ import argparse
 import datetime as dt
 import sys
 
-from .. import cli
+from ..subcommands import EXIT_CONFIG, Subcommand, load_config
 from ..tour import WEEKDAY_NAMES_FR, Stop, TourError, load_tour
 
 
@@ -17,7 +17,7 @@ def _console_arguments(p: argparse.ArgumentParser) -> None:
 def run_console(args: argparse.Namespace) -> int:
     from .app import main
 
-    return main(cli._load(args), language=args.language)
+    return main(load_config(args), language=args.language)
 
 
 def _tour_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,16 +34,16 @@ def _line(stop: Stop) -> str:
 def run_tour(args: argparse.Namespace) -> int:
     path = args.file
     if path is None:
-        cfg = cli._load(args)
+        cfg = load_config(args)
         path = cfg.checklist.schedule if cfg.checklist is not None else None
         if path is None:
             print(f"{cfg.source}: checklist.schedule: no schedule configured (give a file)", file=sys.stderr)
-            return cli.EXIT_CONFIG
+            return EXIT_CONFIG
     try:
         tour = load_tour(path)
     except TourError as exc:
         print(exc, file=sys.stderr)
-        return cli.EXIT_CONFIG
+        return EXIT_CONFIG
     weekly = sum(1 for s in tour.stops if s.weekday is not None)
     print(f"{tour.source}: {len(tour.stops)} stops ({weekly} weekly, {len(tour.stops) - weekly} dated)")
     if args.date:
@@ -51,7 +51,7 @@ def run_tour(args: argparse.Namespace) -> int:
             day = dt.date.fromisoformat(args.date)
         except ValueError:
             print(f"--date: must be YYYY-MM-DD, got {args.date!r}", file=sys.stderr)
-            return cli.EXIT_CONFIG
+            return EXIT_CONFIG
         print(f"{day.isoformat()} ({WEEKDAY_NAMES_FR[day.weekday()]}):")
         for stop in tour.on(day):
             print(f"  {_line(stop)}")
@@ -60,12 +60,10 @@ def run_tour(args: argparse.Namespace) -> int:
             print(f"  {stop.day_label:<10} {_line(stop)}")
     for problem in tour.errors:
         print(problem, file=sys.stderr)
-    return cli.EXIT_CONFIG if tour.errors else 0
+    return EXIT_CONFIG if tour.errors else 0
 
 
-cli.EXTRA_COMMANDS.append(
-    ("console", "the driver's console: stops, checklists, interlocks", _console_arguments, run_console)
-)
-cli.EXTRA_COMMANDS.append(
-    ("tour", "check a tour schedule file and list its stops (exit 2 if a row is bad)", _tour_arguments, run_tour)
-)
+COMMANDS: list[Subcommand] = [
+    ("console", "the driver's console: stops, checklists, interlocks", _console_arguments, run_console),
+    ("tour", "check a tour schedule file and list its stops (exit 2 if a row is bad)", _tour_arguments, run_tour),
+]

@@ -6,9 +6,9 @@ import argparse
 import ipaddress
 import sys
 
-from .. import cli
 from ..mqtt.client import BrokerOptions, MqttSetupError, read_password
 from ..mqtt.topics import FleetTopics, valid_topic_name
+from ..subcommands import EXIT_CONFIG, Subcommand, load_config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,7 +38,7 @@ def _loopback(host: str) -> bool:
 
 def options_from(args: argparse.Namespace) -> BrokerOptions:
     """Command-line options over the [mqtt] section of -c (when given); errors name the option."""
-    section = cli._load(args).mqtt if args.config else None
+    section = load_config(args).mqtt if args.config else None
 
     def pick(name: str, default: object = None) -> object:
         value = getattr(args, name)
@@ -80,16 +80,16 @@ def run(args: argparse.Namespace) -> int:
         options = options_from(args)
     except MqttSetupError as exc:
         print(f"allervers supervise: {exc}", file=sys.stderr)
-        return cli.EXIT_CONFIG
+        return EXIT_CONFIG
     root = args.root.strip("/")
     if not valid_topic_name(root):
         print(f"allervers supervise: --root: {args.root!r} is not a topic (no wildcards, not empty)", file=sys.stderr)
-        return cli.EXIT_CONFIG
+        return EXIT_CONFIG
     fleet = Fleet(FleetTopics(root))
     SuperviseApp(FleetLink(options, fleet), language=args.language).run()
     return 0
 
 
-cli.EXTRA_COMMANDS.append(
-    ("supervise", "the office's fleet view over MQTT: every bus, problems first, and commands", add_arguments, run)
-)
+COMMANDS: list[Subcommand] = [
+    ("supervise", "the office's fleet view over MQTT: every bus, problems first, and commands", add_arguments, run),
+]

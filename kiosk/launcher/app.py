@@ -333,11 +333,11 @@ class KioskApp(App[None]):
 
 
 def run(args: argparse.Namespace) -> int:
-    from firmware_host import cli
+    from firmware_host.subcommands import EXIT_CONFIG, load_config
 
-    cfg = cli._load(args)
+    cfg = load_config(args)
     if cfg.kiosk is None or not cfg.kiosk.enabled:
         print(f"{cfg.source}: kiosk: no [kiosk] section (or enabled = false): no public terminal", flush=True)
-        return cli.EXIT_CONFIG
+        return EXIT_CONFIG
     KioskApp(KioskLink(cfg.api.kiosk_socket), lang=args.lang).run()
     return 0
