@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 # Stores from before Store.meta kept a table per feature: (old table, namespace its rows move to).
-_OLD_META_TABLES = (("checklist_meta", "checklist"),)
+_OLD_META_TABLES = (("checklist_meta", "checklist"), ("kiosk_meta", "kiosk"), ("mqtt_meta", "mqtt"))
 _OLD_STORE_META = "store"  # the namespace of the rows of the old one-namespace ``meta (key, value)`` table
 
 
@@ -315,6 +315,23 @@ class Store:
         self._executor.shutdown(wait=True)
 
 
+def read_meta(db: sqlite_utils.Database, namespace: str) -> dict[str, str]:
+    """One namespace of the key/value table, on the writer thread (inside ``Store.run``)."""
+    return dict(db.execute("SELECT key, value FROM meta WHERE namespace = ?", (namespace,)).fetchall())
+
+
+def write_meta(db: sqlite_utils.Database, namespace: str, values: dict[str, str], delete: tuple[str, ...] = ()) -> None:
+    """Set and delete keys of one namespace inside the caller's transaction (none is opened here)."""
+    for key, value in values.items():
+        db.conn.execute(
+            "INSERT INTO meta (namespace, key, value) VALUES (?, ?, ?)"
+            " ON CONFLICT(namespace, key) DO UPDATE SET value = excluded.value",
+            (namespace, key, value),
+        )
+    for key in delete:
+        db.conn.execute("DELETE FROM meta WHERE namespace = ? AND key = ?", (namespace, key))
+
+
 class Meta:
     """One namespace of the store's key/value table; values are text (the feature decides their encoding).
 
@@ -328,19 +345,10 @@ class Meta:
         self.namespace = namespace
 
     def read(self, db: sqlite_utils.Database) -> dict[str, str]:
-        rows = db.execute("SELECT key, value FROM meta WHERE namespace = ?", (self.namespace,)).fetchall()
-        return dict(rows)
+        return read_meta(db, self.namespace)
 
     def write(self, db: sqlite_utils.Database, values: dict[str, str], delete: tuple[str, ...] = ()) -> None:
-        """Set and delete keys, inside the caller's transaction (none is opened here)."""
-        for key, value in values.items():
-            db.conn.execute(
-                "INSERT INTO meta (namespace, key, value) VALUES (?, ?, ?)"
-                " ON CONFLICT(namespace, key) DO UPDATE SET value = excluded.value",
-                (self.namespace, key, value),
-            )
-        for key in delete:
-            db.conn.execute("DELETE FROM meta WHERE namespace = ? AND key = ?", (self.namespace, key))
+        write_meta(db, self.namespace, values, delete)
 
     async def all(self) -> dict[str, str]:
         return await self.store.run(self.read)

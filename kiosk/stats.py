@@ -19,7 +19,10 @@ from typing import Any
 
 import sqlite_utils
 
+from firmware_host import store
 from kiosk import coop
+
+META = "kiosk"  # the store's key/value namespace of the terminal's flags
 
 SATISFACTION = ("good", "neutral", "bad")
 END_REASONS = (
@@ -50,7 +53,6 @@ CREATE TABLE IF NOT EXISTS kiosk_sessions (
     satisfaction TEXT,                      -- good / neutral / bad, or NULL
     clock_synced INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS kiosk_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -65,7 +67,8 @@ def create_tables(db: sqlite_utils.Database) -> None:
 
 
 def read_meta(db: sqlite_utils.Database) -> dict[str, Any]:
-    return {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM kiosk_meta").fetchall()}
+    """The kiosk's flags (open, locked, the wipe intent...), JSON values in the store's ``kiosk`` meta namespace."""
+    return {k: json.loads(v) for k, v in store.read_meta(db, META).items()}
 
 
 def write_meta(db: sqlite_utils.Database, values: dict[str, Any], delete: tuple[str, ...] = ()) -> None:
@@ -73,13 +76,8 @@ def write_meta(db: sqlite_utils.Database, values: dict[str, Any], delete: tuple[
     conn = db.conn
     conn.execute("BEGIN")
     try:
-        for key, value in values.items():
-            conn.execute(
-                "INSERT OR REPLACE INTO kiosk_meta (key, value) VALUES (?, ?)",
-                (key, json.dumps(value, ensure_ascii=False)),
-            )
-        for key in delete:
-            conn.execute("DELETE FROM kiosk_meta WHERE key = ?", (key,))
+        encoded = {key: json.dumps(value, ensure_ascii=False) for key, value in values.items()}
+        store.write_meta(db, META, encoded, delete)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -108,7 +106,7 @@ def record_session(db: sqlite_utils.Database, row: dict[str, Any], *, clear_inte
             ),
         )
         if clear_intent:
-            conn.execute("DELETE FROM kiosk_meta WHERE key = 'intent'")
+            store.write_meta(db, META, {}, delete=("intent",))
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -23,7 +23,7 @@ from ..store import Store, event_row_to_dict
 
 log = logging.getLogger("allervers.mqtt")
 
-META_TABLE = "mqtt_meta"  # small key/value table of the MQTT link (watermark, discovery digest)
+META = "mqtt"  # the store's key/value namespace of the MQTT link (watermark, discovery digest)
 
 
 _RESERVED = ('"seq":', '"ts":', '"clock_synced":', '"type":')
@@ -45,23 +45,11 @@ def event_payload(seq: int, ts: float, clock_synced: int, etype: str, data: str)
 
 
 async def get_meta(store: Store, key: str) -> str | None:
-    def read(db: sqlite_utils.Database) -> str | None:
-        db.execute(f"CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        row = db.execute(f"SELECT value FROM {META_TABLE} WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
-
-    return await store.run(read)
+    return await store.meta(META).get(key)
 
 
 async def set_meta(store: Store, key: str, value: str) -> None:
-    def write(db: sqlite_utils.Database) -> None:
-        db.execute(
-            f"INSERT INTO {META_TABLE} (key, value) VALUES (?, ?)"
-            " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (key, value),
-        )
-
-    await store.run(write)
+    await store.meta(META).set({key: value})
 
 
 class Outbox:

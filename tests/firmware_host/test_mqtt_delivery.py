@@ -43,7 +43,7 @@ def store_seqs(db_path: str) -> list[int]:
 
 def delivered_on_disk(db_path: str) -> int:
     with sqlite3.connect(db_path) as conn:
-        row = conn.execute("SELECT value FROM mqtt_meta WHERE key = 'delivered_seq'").fetchone()
+        row = conn.execute("SELECT value FROM meta WHERE namespace = 'mqtt' AND key = 'delivered_seq'").fetchone()
     return int(row[0]) if row else 0
 
 

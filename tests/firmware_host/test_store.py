@@ -122,7 +122,7 @@ async def test_meta_namespaces_are_separate_and_set_is_one_transaction(tmp_path:
 
 
 async def test_a_store_with_the_old_key_value_tables_keeps_every_value(tmp_path: Path) -> None:
-    """A bus updated in place: its store has ``meta (key, value)`` and ``checklist_meta``."""
+    """A bus updated in place: its store has ``meta (key, value)`` and one ``<feature>_meta`` table per feature."""
     db = str(tmp_path / "s.db")
     conn = sqlite3.connect(db)
     conn.executescript(
@@ -131,6 +131,10 @@ async def test_a_store_with_the_old_key_value_tables_keeps_every_value(tmp_path:
         INSERT INTO meta VALUES ('schema', '1');
         CREATE TABLE checklist_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         INSERT INTO checklist_meta VALUES ('phase', 'open'), ('driver', 'Marie');
+        CREATE TABLE kiosk_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO kiosk_meta VALUES ('intent', '{"session": 7, "home": "/srv/allervers/sessions/s7"}');
+        CREATE TABLE mqtt_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO mqtt_meta VALUES ('delivered_seq', '1234');
         """
     )
     conn.close()
@@ -139,8 +143,10 @@ async def test_a_store_with_the_old_key_value_tables_keeps_every_value(tmp_path:
         store.attach(asyncio.get_running_loop())
         assert await store.meta("checklist").all() == {"phase": "open", "driver": "Marie"}
         assert await store.meta("store").all() == {"schema": "1"}
+        assert await store.meta("kiosk").get("intent") == '{"session": 7, "home": "/srv/allervers/sessions/s7"}'
+        assert await store.meta("mqtt").get("delivered_seq") == "1234"
         await store.close()
     conn = sqlite3.connect(db)
     tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     conn.close()
-    assert "checklist_meta" not in tables and "meta" in tables
+    assert not tables & {"checklist_meta", "kiosk_meta", "mqtt_meta"} and "meta" in tables

@@ -104,8 +104,7 @@ async def test_a_browser_that_cannot_start_leaves_nothing_and_the_terminal_usabl
         await call_once(cfg.api.kiosk_socket, "session.start", {"service": "caf"})
     assert not list(Path(cfg.kiosk.sessions_dir).iterdir())
     assert controller.kiosk.session is None and controller.kiosk.status()["available"] is True
-    meta = await controller.store.run(lambda db: db.execute("SELECT key FROM kiosk_meta").fetchall())
-    assert ("intent",) not in meta
+    assert "intent" not in await controller.store.meta("kiosk").all()
 
 
 @pytest.mark.parametrize(
