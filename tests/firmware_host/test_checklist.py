@@ -233,13 +233,18 @@ async def test_bad_requests_are_refused_with_the_thing_named(bus: Any) -> None:
     assert (await api(bus, "ping"))["pong"]  # the controller kept serving throughout
 
 
-async def test_phase_and_ticks_survive_a_controller_restart(tmp_path: Path, run_controller: Any) -> None:
-    cfg = bus_config(tmp_path)
+async def arrive_park_and_stop(cfg: Any, run_controller: Any) -> None:
+    """A controller confirms Menat, Marie ticks "parked", and the controller stops mid-run."""
     first = await run_controller(cfg, clock=day_clock())
     await asyncio.wait_for(first.ready.wait(), 10)
     await api(first, "checklist.arrive", stop="2026-06-02/63223/0900", by="Marie")
     await api(first, "checklist.tick", step="parked", by="Marie")
     await first.stop()
+
+
+async def test_phase_and_ticks_survive_a_controller_restart(tmp_path: Path, run_controller: Any) -> None:
+    cfg = bus_config(tmp_path)
+    await arrive_park_and_stop(cfg, run_controller)
 
     second = await run_controller(cfg, clock=day_clock())
     await asyncio.wait_for(second.ready.wait(), 10)
@@ -262,11 +267,7 @@ async def test_phase_and_ticks_survive_a_controller_restart(tmp_path: Path, run_
 async def test_a_store_from_before_the_shared_meta_table_resumes_its_run(tmp_path: Path, run_controller: Any) -> None:
     """The phase, stop and driver were in table checklist_meta: a controller updated in place still has them."""
     cfg = bus_config(tmp_path)
-    first = await run_controller(cfg, clock=day_clock())
-    await asyncio.wait_for(first.ready.wait(), 10)
-    await api(first, "checklist.arrive", stop="2026-06-02/63223/0900", by="Marie")
-    await api(first, "checklist.tick", step="parked", by="Marie")
-    await first.stop()
+    await arrive_park_and_stop(cfg, run_controller)
     with sqlite3.connect(cfg.storage.path) as conn:  # back to the old layout, as an older controller left it
         conn.executescript(
             """
