@@ -586,10 +586,13 @@ class Controller:
         return await self.store.events_after(after, limit)
 
     async def _cmd_inverter_mode(self, args: dict[str, Any], conn: Connection) -> dict[str, Any]:
+        return await self.set_inverter_mode(args.get("mode"))
+
+    async def set_inverter_mode(self, mode: object) -> dict[str, Any]:
+        """Write the inverter's mode (``[inverter] allow_writes``); ApiError naming why it was not written."""
         device = self.devices.get("inverter")
         if device is None:
             raise ApiError("no inverter configured")
-        mode = args.get("mode")
         try:
             await device.set_mode(mode)  # type: ignore[attr-defined]
         except WriteNotAllowed as exc:

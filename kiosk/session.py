@@ -801,7 +801,16 @@ class KioskManager:
         return {"open": False, "ended_session": ended is not None, "last_wipe": self.last_wipe}
 
     async def cmd_lock(self, args: dict[str, Any], conn: Connection) -> dict[str, Any]:
-        reason = args.get("reason")
+        return await self.lock(args.get("reason"))
+
+    async def cmd_unlock(self, args: dict[str, Any], conn: Connection) -> dict[str, Any]:
+        return await self.unlock()
+
+    async def cmd_end_session(self, args: dict[str, Any], conn: Connection) -> dict[str, Any]:
+        return await self.end_session_remotely()
+
+    async def lock(self, reason: object = None) -> dict[str, Any]:
+        """Lock the terminal (ending any session), with an optional short reason shown to nobody but staff."""
         if reason is not None and (not isinstance(reason, str) or len(reason) > 200):
             raise ApiError("reason must be a short text")
         self.locked, self.lock_reason = True, reason
@@ -810,14 +819,14 @@ class KioskManager:
         self._publish()
         return {"locked": True, "ended_session": ended is not None}
 
-    async def cmd_unlock(self, args: dict[str, Any], conn: Connection) -> dict[str, Any]:
+    async def unlock(self) -> dict[str, Any]:
         self.locked, self.lock_reason = False, None
         await self._save_flags()
         await self._retry_failed_wipe()
         self._publish()
         return {"locked": False, "open": self.effectively_open}
 
-    async def cmd_end_session(self, args: dict[str, Any], conn: Connection) -> dict[str, Any]:
+    async def end_session_remotely(self) -> dict[str, Any]:
         ended = await self.end("remote")
         if ended is None:
             return {"ended": False, "reason": "no session was running"}
