@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from kiosk.session import KioskManager
 
     from .checklist import Checklist
-    from .mqtt import MqttLink
+    from .mqtt.link import MqttLink
 
 log = logging.getLogger("allervers")
 
@@ -220,17 +220,11 @@ class Controller:
         from .sdnotify import ServiceNotifier  # under systemd: READY=1, STATUS=, WATCHDOG=1 from this loop, STOPPING=1
 
         ServiceNotifier.attach_if_systemd(self)
-        for feature in FEATURES:  # checklist, kiosk... (firmware_host/features.py)
+        for feature in FEATURES:  # checklist, kiosk, mqtt (firmware_host/features.py)
             if getattr(cfg, feature.SECTION) is None or not hasattr(feature, "attach"):
                 continue
             if (attached := await feature.attach(self)) is not None:
                 self.features[feature.SECTION] = attached
-        if cfg.mqtt is not None:  # remote supervision (firmware_host/mqtt/)
-            from .mqtt import MqttLink
-
-            link = self.features["mqtt"] = MqttLink(self)
-            await link.start()
-            self.on_stop.append(link.stop)
         for name, path in (("control", cfg.api.control_socket), ("kiosk", cfg.api.kiosk_socket)):
             server = SocketServer(name, path, self.registry, max_line=cfg.api.max_line_bytes, mode=0o660)
             await server.start()

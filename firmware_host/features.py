@@ -16,9 +16,10 @@ from kiosk import feature as kiosk
 
 from . import checklist
 from .console import settings as console
+from .mqtt import feature as mqtt
 
 # In the order the controller attaches them and the config schema lists their sections.
-FEATURES: tuple[ModuleType, ...] = (checklist, console, kiosk)
+FEATURES: tuple[ModuleType, ...] = (checklist, console, kiosk, mqtt)
 
 
 def schema_sections() -> dict[str, Any]:

@@ -15,10 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("drivers", "firmware_host", "kiosk")
 OFFICE = "firmware_host.supervise"
 
-# What the office app (`allervers supervise`) imports of the bus side, module by module. Importing any
-# firmware_host.mqtt module runs firmware_host/mqtt/__init__.py, which loads the bus's MQTT link, and
-# subcommands.py loads the config and with it every feature (issue 17: the office should need the MQTT client
-# and one shared protocol module that imports nothing else of the bus side).
+# What the office app (`allervers supervise`) imports of the bus side, module by module (firmware_host.mqtt is
+# its package's empty __init__). mqtt.commands and subcommands.py (the config, with every feature) are more than
+# it should need (issue 17: the MQTT client and one shared protocol module that imports nothing else of the bus
+# side).
 OFFICE_IMPORTS = {
     "firmware_host.supervise.cli": {
         "firmware_host.subcommands",
