@@ -15,24 +15,24 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("drivers", "firmware_host", "kiosk")
 OFFICE = "firmware_host.supervise"
 
-# What the office app (`allervers supervise`) imports of the bus side, module by module (firmware_host.mqtt is
-# its package's empty __init__). mqtt.commands and subcommands.py (the config, with every feature) are more than
-# it should need (issue 17: the MQTT client and one shared protocol module that imports nothing else of the bus
-# side).
+# What the office app (`allervers supervise`) imports of the bus side, module by module: the MQTT client and the
+# protocol both ends speak (and firmware_host.mqtt, their package's empty __init__). supervise/cli.py also loads
+# the bus's config when given -c, to read its [mqtt] section as the bus validates it.
 OFFICE_IMPORTS = {
     "firmware_host.supervise.cli": {
         "firmware_host.subcommands",
         "firmware_host.mqtt",
         "firmware_host.mqtt.client",
-        "firmware_host.mqtt.topics",
+        "firmware_host.mqtt.protocol",
     },
-    "firmware_host.supervise.fleet": {
-        "firmware_host.mqtt",
-        "firmware_host.mqtt.client",
-        "firmware_host.mqtt.commands",
-        "firmware_host.mqtt.topics",
-    },
+    "firmware_host.supervise.fleet": {"firmware_host.mqtt", "firmware_host.mqtt.client", "firmware_host.mqtt.protocol"},
 }
+
+
+def test_the_protocol_and_the_client_import_nothing_of_the_bus_side() -> None:
+    edges = graph()
+    for name in ("firmware_host.mqtt", "firmware_host.mqtt.protocol", "firmware_host.mqtt.client"):
+        assert {t for t in edges[name] if t not in ("firmware_host", "firmware_host.mqtt")} == set(), name
 
 
 def modules() -> dict[str, Path]:

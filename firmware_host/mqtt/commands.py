@@ -1,10 +1,9 @@
 """Remote commands from the office (``<p>/cmd/<name>``): validated, replay-proof, logged, answered.
 
-A request is ``{"id": str <= 64 chars, "expires": epoch seconds, "args": {...}}``; the reply is
-``{"id", "ok", "error", "result"}``. A request is rejected, with a reply naming the reason and without being acted
-on, when it is larger than 4 KiB, not JSON, not an object, without a valid id, a replay (an id already seen: ids
-are remembered on disk for at least 24 hours), without ``expires`` or past it, an unknown command, or has bad
-args. Every command, accepted or rejected, becomes an ``mqtt.command`` event.
+The request and reply are those of firmware_host/mqtt/protocol.py. A request is rejected, with a reply naming
+the reason and without being acted on, when it is larger than 4 KiB, not JSON, not an object, without a valid id,
+a replay (an id already seen: ids are remembered on disk for at least 24 hours), without ``expires`` or past it,
+an unknown command, or has bad args. Every command, accepted or rejected, becomes an ``mqtt.command`` event.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import asyncio
 import json
 import math
 import re
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,20 +19,13 @@ from typing import Any
 import sqlite_utils
 
 from ..api import ApiError, Connection
+from .protocol import COMMANDS, MAX_EXPIRES_AHEAD_S, MAX_ID_CHARS, MAX_REPLY_BYTES, MAX_REQUEST_BYTES, encode
 
-MAX_REQUEST_BYTES = 4096
-MAX_REPLY_BYTES = 16384
-MAX_ID_CHARS = 64
 REPLAY_MEMORY_S = 86400.0
-MAX_EXPIRES_AHEAD_S = 86400.0  # a request may not outlive the memory of its id
 HISTORY_MAX_METRICS = 8
 HISTORY_MAX_RANGE_S = 31 * 86400
 _METRIC = re.compile(r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*")
 TABLE = "mqtt_command_ids"
-
-# The kiosk's own local commands, called as they are when the kiosk feature is configured.
-KIOSK_COMMANDS = ("kiosk.lock", "kiosk.unlock", "kiosk.end_session")
-COMMANDS = ("ping", "refresh", "alarms", "history", *KIOSK_COMMANDS, "inverter.mode")
 
 
 class Rejected(Exception):
@@ -52,10 +43,6 @@ class Request:
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def encode(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
 
 class Commands:
@@ -351,11 +338,3 @@ def _merge(old: list[float] | None, new: list[float]) -> list[float]:
     count = old[3] + new[3]
     mean = (old[2] * old[3] + new[2] * new[3]) / count if count else old[2]
     return [min(old[0], new[0]), max(old[1], new[1]), round(mean, 4), count]
-
-
-def make_request(
-    args: dict[str, Any] | None = None, *, rid: str, ttl_s: float = 300.0, now: float | None = None
-) -> bytes:
-    """A request as the office sends it (used by `allervers supervise` and the tests)."""
-    expires = (time.time() if now is None else now) + ttl_s
-    return encode({"id": rid, "expires": expires, "args": args or {}})

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .topics import Topics
+from .protocol import Topics
 
 DISCOVERY_PREFIX = "homeassistant"
 HA_STATUS_TOPIC = "homeassistant/status"  # HA's birth message: "online" asks integrations to send discovery again

@@ -31,8 +31,8 @@ from .commands import Commands
 from .day import day_summary
 from .discovery import HA_STATUS_TOPIC, digest, discovery_messages, removal_topics
 from .outbox import Outbox, get_meta, set_meta
+from .protocol import Topics, valid_topic_name
 from .reporter import Reporter
-from .topics import Topics, valid_topic_name
 
 log = logging.getLogger("allervers.mqtt")
 

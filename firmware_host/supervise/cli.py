@@ -7,7 +7,7 @@ import ipaddress
 import sys
 
 from ..mqtt.client import BrokerOptions, MqttSetupError, read_password
-from ..mqtt.topics import FleetTopics, valid_topic_name
+from ..mqtt.protocol import FleetTopics, valid_topic_name
 from ..subcommands import EXIT_CONFIG, Subcommand, load_config
 
 

@@ -18,8 +18,7 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from ..mqtt.client import BrokerOptions, MqttConnectError, MqttSetupError, Session
-from ..mqtt.commands import encode
-from ..mqtt.topics import FleetTopics
+from ..mqtt.protocol import FleetTopics, decode_reply, make_request
 
 log = logging.getLogger("allervers.supervise")
 
@@ -261,9 +260,7 @@ class Fleet:
                     view.events.append(event)
                 view.max_seq = max(view.max_seq, event["seq"])
             elif kind == "cmd" and rest.endswith("/reply"):
-                reply = json.loads(payload)
-                if not isinstance(reply, dict):
-                    raise ValueError("a reply must be a JSON object")
+                reply = decode_reply(payload)
                 if self.on_reply is not None:
                     self.on_reply(bus_id, rest.split("/", 1)[0], reply)
                 return None
@@ -392,8 +389,7 @@ class FleetLink:
         rid = uuid.uuid4().hex
         fut = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
-        request = {"id": rid, "expires": time.time() + ttl_s, "args": args or {}}
-        session.publish(self.topics.bus(bus_id).command(name), encode(request))
+        session.publish(self.topics.bus(bus_id).command(name), make_request(args, rid=rid, ttl_s=ttl_s))
         try:
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from firmware_host.api import call_once
-from firmware_host.mqtt.commands import make_request
+from firmware_host.mqtt.protocol import make_request
 
 from ..conftest import make_config, wait_until, wait_until_sync
 from .mosquitto import MOSQUITTO, Broker, Watcher, free_port, make_ca, make_server_cert

@@ -14,7 +14,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from drivers.victron_gx import GXSimulator
-from firmware_host.mqtt.commands import MAX_REPLY_BYTES, make_request
+from firmware_host.mqtt.protocol import MAX_REPLY_BYTES, make_request
 
 from ..conftest import make_config, wait_until
 from .mosquitto import Broker, Watcher

@@ -7,7 +7,7 @@ from typing import Any
 
 from firmware_host.api import call_once
 from firmware_host.mqtt import link as link_mod
-from firmware_host.mqtt.commands import make_request
+from firmware_host.mqtt.protocol import make_request
 
 from ..conftest import make_config, sim_sections, wait_until
 from .mosquitto import Broker, Watcher, seqs_in_order

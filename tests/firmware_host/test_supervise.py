@@ -14,7 +14,7 @@ import pytest
 from textual.widgets import RichLog, Sparkline
 
 from firmware_host.mqtt.client import BrokerOptions
-from firmware_host.mqtt.topics import FleetTopics
+from firmware_host.mqtt.protocol import FleetTopics
 from firmware_host.supervise.app import SuperviseApp
 from firmware_host.supervise.fleet import Fleet, FleetLink
 from firmware_host.supervise.screens import BusScreen, ConfirmScreen, FleetScreen

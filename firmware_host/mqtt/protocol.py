@@ -1,8 +1,26 @@
-"""The MQTT topic contract of one bus (``<p>/status``, ``<p>/state/<component>``, ``<p>/events``, ``<p>/cmd/...``)."""
+"""The supervision protocol both ends speak: topics, the command request and reply, their limits and encoding.
+
+The bus's link (firmware_host/mqtt/) and the office app (firmware_host/supervise/) both use this module, which
+imports nothing else of either. Topics: ``<p>/status``, ``<p>/state/<component>``, ``<p>/events``,
+``<p>/cmd/<name>`` and its ``/reply``. A request is ``{"id": str <= 64 chars, "expires": epoch seconds, "args":
+{...}}``; the reply is ``{"id", "ok", "error", "result"}``.
+"""
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass
+from typing import Any
+
+MAX_REQUEST_BYTES = 4096
+MAX_REPLY_BYTES = 16384
+MAX_ID_CHARS = 64
+MAX_EXPIRES_AHEAD_S = 86400.0  # a request may not outlive the bus's memory of its id
+
+# The kiosk's own local commands, called as they are when the kiosk feature is configured.
+KIOSK_COMMANDS = ("kiosk.lock", "kiosk.unlock", "kiosk.end_session")
+COMMANDS = ("ping", "refresh", "alarms", "history", *KIOSK_COMMANDS, "inverter.mode")
 
 # MQTT topic names may not contain wildcards; command names are single topic levels.
 _FORBIDDEN = set("#+")
@@ -93,3 +111,24 @@ class FleetTopics:
         if len(parts) < 2 or not parts[0]:
             return None
         return parts[0], parts[1], parts[2] if len(parts) > 2 else ""
+
+
+def encode(obj: Any) -> bytes:
+    """A request, reply or payload as sent: compact UTF-8 JSON."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def make_request(
+    args: dict[str, Any] | None = None, *, rid: str, ttl_s: float = 300.0, now: float | None = None
+) -> bytes:
+    """A request as the office sends it: refused by the bus after ``ttl_s`` seconds."""
+    expires = (time.time() if now is None else now) + ttl_s
+    return encode({"id": rid, "expires": expires, "args": args or {}})
+
+
+def decode_reply(payload: bytes) -> dict[str, Any]:
+    """A reply as the bus sends it; ValueError when it is not a JSON object."""
+    reply = json.loads(payload)
+    if not isinstance(reply, dict):
+        raise ValueError("a reply must be a JSON object")
+    return reply
