@@ -14,12 +14,15 @@ import math
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
-from ..api import ApiError, Connection
+from ..api import ApiError
 from .protocol import COMMANDS, MAX_EXPIRES_AHEAD_S, MAX_ID_CHARS, MAX_REPLY_BYTES, MAX_REQUEST_BYTES, encode
+
+if TYPE_CHECKING:
+    from kiosk.session import KioskManager
 
 REPLAY_MEMORY_S = 86400.0
 HISTORY_MAX_METRICS = 8
@@ -64,7 +67,6 @@ class Commands:
         self.clock = clock or controller.clock
         self.handled = 0
         self.rejected = 0
-        self._conn = Connection("mqtt", None, None)  # type: ignore[arg-type]  # local handlers never write to it
 
     async def open(self) -> None:
         def create(db: sqlite_utils.Database) -> None:
@@ -300,25 +302,20 @@ class Commands:
             raise Rejected("bad args: after_minute must be the next_after_minute of the previous page")
         return list(metrics), float(start), float(end), step, after
 
-    async def _forward(self, name: str, args: dict[str, Any], missing: str) -> Any:
-        command = self.controller.registry.commands.get(name)
-        if command is None:
-            raise Rejected(missing)
-        if "control" not in command.sockets:
-            raise Rejected(f"{name} is not a supervision command on this bus")
-        result = command.handler(args, self._conn)
-        if asyncio.iscoroutine(result):
-            result = await result
-        return result
+    def _kiosk(self) -> KioskManager:
+        kiosk: KioskManager | None = self.controller.lookup("kiosk")
+        if kiosk is None:
+            raise Rejected("no kiosk is configured on this bus")
+        return kiosk
 
     async def _cmd_kiosk_lock(self, args: dict[str, Any]) -> Any:
-        return await self._forward("kiosk.lock", args, "no kiosk is configured on this bus")
+        return await self._kiosk().lock(args.get("reason"))
 
     async def _cmd_kiosk_unlock(self, args: dict[str, Any]) -> Any:
-        return await self._forward("kiosk.unlock", args, "no kiosk is configured on this bus")
+        return await self._kiosk().unlock()
 
     async def _cmd_kiosk_end_session(self, args: dict[str, Any]) -> Any:
-        return await self._forward("kiosk.end_session", args, "no kiosk is configured on this bus")
+        return await self._kiosk().end_session_remotely()
 
     async def _cmd_inverter_mode(self, args: dict[str, Any]) -> Any:
         inverter = self.controller.config.inverter
@@ -329,7 +326,7 @@ class Commands:
         extra = set(args) - {"mode"}
         if extra or not isinstance(args.get("mode"), str):
             raise Rejected('bad args: inverter.mode takes {"mode": "<mode name>"}')
-        return await self._forward("inverter.mode", args, "no inverter.mode command on this bus")
+        return await self.controller.set_inverter_mode(args["mode"])
 
 
 def _merge(old: list[float] | None, new: list[float]) -> list[float]:

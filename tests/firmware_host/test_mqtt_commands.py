@@ -89,8 +89,15 @@ async def test_every_rejection_is_answered_with_its_reason_logged_and_not_acted_
     controller = await run_controller(config(tmp_path, broker.port))
     await wait_until(lambda: controller.mqtt.listening, message="listening for commands")
     calls: list[dict[str, Any]] = []
-    # The kiosk's local command, as the kiosk feature registers it: counts what is really acted on.
-    controller.registry.add("kiosk.lock", lambda args, conn: calls.append(args) or {"locked": True}, ("control",))
+
+    class Kiosk:
+        """The kiosk feature's lock (kiosk.session.KioskManager.lock): counts what is really acted on."""
+
+        async def lock(self, reason: object = None) -> dict[str, Any]:
+            calls.append({"reason": reason})
+            return {"locked": True}
+
+    controller.features["kiosk"] = Kiosk()
 
     accepted = await ask(office, "kiosk.lock", request({"reason": "fin de journée"}, rid="lock-1"))
     assert accepted == {"id": "lock-1", "ok": True, "error": None, "result": {"locked": True}}
@@ -245,22 +252,33 @@ async def test_kiosk_commands_without_a_kiosk(tmp_path: Path, broker: Broker, of
         assert reply["error"] == "no kiosk is configured on this bus"
 
 
-async def test_kiosk_commands_go_to_the_kiosk_handlers(
+async def test_kiosk_commands_go_to_the_kiosk_feature(
     tmp_path: Path, broker: Broker, office: Watcher, run_controller
 ) -> None:
     controller = await run_controller(config(tmp_path, broker.port))
     await wait_until(lambda: controller.mqtt.listening, message="listening for commands")
-    seen: list[tuple[str, dict[str, Any], str]] = []
+    seen: list[tuple[str, object]] = []
 
-    async def handler(name: str, args: dict[str, Any], conn: Any) -> dict[str, Any]:
-        seen.append((name, args, conn.socket_name))
-        return {"done": name}
+    class Kiosk:
+        """The methods of kiosk.session.KioskManager the commands call (test_session.py runs the real ones)."""
 
+        async def lock(self, reason: object = None) -> dict[str, Any]:
+            seen.append(("kiosk.lock", reason))
+            return {"done": "kiosk.lock"}
+
+        async def unlock(self) -> dict[str, Any]:
+            seen.append(("kiosk.unlock", None))
+            return {"done": "kiosk.unlock"}
+
+        async def end_session_remotely(self) -> dict[str, Any]:
+            seen.append(("kiosk.end_session", None))
+            return {"done": "kiosk.end_session"}
+
+    controller.features["kiosk"] = Kiosk()
     for name in ("kiosk.lock", "kiosk.unlock", "kiosk.end_session"):
-        controller.registry.add(name, lambda a, c, name=name: handler(name, a, c), ("control",))
-        reply = await ask(office, name, request({"by": "bureau"}))
+        reply = await ask(office, name, request({"reason": "fin de journée"}))
         assert reply["ok"] is True and reply["result"] == {"done": name}
-    assert seen == [(n, {"by": "bureau"}, "mqtt") for n in ("kiosk.lock", "kiosk.unlock", "kiosk.end_session")]
+    assert seen == [("kiosk.lock", "fin de journée"), ("kiosk.unlock", None), ("kiosk.end_session", None)]
 
 
 async def test_inverter_mode_only_with_allow_writes(

@@ -269,7 +269,14 @@ async def test_app_shows_a_real_bus_and_runs_commands(tmp_path: Path, broker: Br
     await controller.store.flush(everything=True)
     controller.state.update("power", {"soc": 66.0, "battery_v": 25.9})
     controller.state.update("modem", {"link": "up", "signal_bars": 4})
-    kiosk_calls: list[dict[str, Any]] = []
+    kiosk_calls: list[object] = []
+
+    class Kiosk:
+        """The kiosk feature's lock (kiosk.session.KioskManager.lock), counting the calls."""
+
+        async def lock(self, reason: object = None) -> dict[str, Any]:
+            kiosk_calls.append(reason)
+            return {"locked": True}
 
     app = SuperviseApp(office(broker.port))
     async with app.run_test(size=SIZE) as pilot:
@@ -328,11 +335,11 @@ async def test_app_shows_a_real_bus_and_runs_commands(tmp_path: Path, broker: Br
         await wait_until(lambda: any("Verrouiller" not in r and "refusé" in r for r in detail.replies), message="reply")
         assert detail.replies[-1] == "kiosk.lock : refusé (no kiosk is configured on this bus)"
 
-        controller.registry.add("kiosk.lock", lambda a, c: kiosk_calls.append(a) or {"locked": True}, ("control",))
+        controller.features["kiosk"] = Kiosk()
         await pilot.click("#cmd-kiosk-lock")
         await pilot.click("#yes")
         await wait_until(lambda: detail.replies[-1] == "kiosk.lock : fait", message="lock done")
-        assert kiosk_calls == [{}]
+        assert kiosk_calls == [None]
         assert len(detail.query_one("#replies", RichLog).lines) >= 4
 
         await pilot.press("escape")
