@@ -15,8 +15,8 @@ STOP_FIELDS = ("key", "commune", "place")
 
 def planned_stops(controller: Any, day: dt.date) -> list[dict[str, Any]]:
     """The tour's stops of ``day`` (none without a checklist or a schedule)."""
-    checklist = getattr(controller, "checklist", None)
-    tour = getattr(checklist, "tour", None)
+    checklist = controller.lookup("checklist")
+    tour = checklist.tour if checklist is not None else None
     if tour is None:
         return []
     out = []
