@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from firmware_host.alarms import kiosk_rules
 from firmware_host.api import ApiError, Connection, SocketServer
 
+from . import flags as flag_store
 from . import policies, stats
 from .browser import Browser, UnitBrowser, browser_env, build_command
 from .launch import LAUNCH_MODES, DirectLaunch, UnitLaunch
@@ -122,7 +123,7 @@ class KioskManager:
         controller.on_stop.append(self.stop)
         self._prepare()
         await self._store().run(stats.create_tables)
-        meta = await self._store().run(stats.read_meta)
+        meta = await self._store().run(flag_store.read)
         self.driver_open = bool(meta.get("open", False))
         self.locked = bool(meta.get("locked", False))
         self.lock_reason = meta.get("lock_reason")
@@ -404,7 +405,7 @@ class KioskManager:
                 "services": session.services,
                 "print_after": print_after,  # every later job is the session's, even after a power cut
             }
-            await self._store().run(lambda db: stats.write_meta(db, {"intent": intent}))
+            await self._store().run(lambda db: flag_store.write(db, {"intent": intent}))
             try:
                 await self._launch(session)
             except (KioskError, OSError) as exc:
@@ -477,7 +478,7 @@ class KioskManager:
         sids = (session.browser.session_id,) if session.browser and session.browser.session_id else ()
         result = await self._wipe(print_wait_s=0.0, session_ids=sids, trigger="start_failed")
         if result.ok:
-            await self._store().run(lambda db: stats.write_meta(db, {}, delete=("intent",)))
+            await self._store().run(lambda db: flag_store.write(db, {}, delete=("intent",)))
         self._publish()
 
     async def _watch_browser(self, session: Session) -> None:
@@ -522,7 +523,7 @@ class KioskManager:
                     "duration_s": duration,
                     "scanned_pages": session.scanned_pages,
                 }
-                await self._store().run(lambda db: stats.write_meta(db, {"intent": intent_update}))
+                await self._store().run(lambda db: flag_store.write(db, {"intent": intent_update}))
                 if session.bar is not None:
                     await session.bar.stop()
                 if session.print_task is not None:
@@ -763,14 +764,14 @@ class KioskManager:
             "lock_reason": self.lock_reason,
             "open_stop": self.open_stop,
         }
-        await self._store().run(lambda db: stats.write_meta(db, flags))
+        await self._store().run(lambda db: flag_store.write(db, flags))
 
     async def _retry_failed_wipe(self) -> None:
         if self.wipe_problems and self.session is None and self._ending is None and self.wiper is not None:
             async with self._lock:
                 result = await self._wipe(print_wait_s=0.0, session_ids=(), trigger="retry")
                 if result.ok:
-                    await self._store().run(lambda db: stats.write_meta(db, {}, delete=("intent",)))
+                    await self._store().run(lambda db: flag_store.write(db, {}, delete=("intent",)))
 
     async def cmd_open(self, args: dict[str, Any], conn: Connection) -> dict[str, Any]:
         return await self.open_public(args.get("stop", self.open_stop))

@@ -1,4 +1,4 @@
-"""Anonymous session statistics (what funders ask for), the kiosk's durable flags, and `allervers report`.
+"""Anonymous session statistics (what funders ask for) and `allervers report`.
 
 One row per finished session: stop, date, start hour, duration, services opened, pages printed, pages scanned, how
 it ended, satisfaction if given. No address visited, nothing typed, no identifier: rows are ordered by their sequence
@@ -19,10 +19,7 @@ from typing import Any
 
 import sqlite_utils
 
-from firmware_host import store
-from kiosk import coop
-
-META = "kiosk"  # the store's key/value namespace of the terminal's flags
+from kiosk import coop, flags
 
 SATISFACTION = ("good", "neutral", "bad")
 END_REASONS = (
@@ -66,24 +63,6 @@ def create_tables(db: sqlite_utils.Database) -> None:
         db.conn.execute("ALTER TABLE kiosk_sessions ADD COLUMN scanned_pages INTEGER NOT NULL DEFAULT 0")
 
 
-def read_meta(db: sqlite_utils.Database) -> dict[str, Any]:
-    """The kiosk's flags (open, locked, the wipe intent...), JSON values in the store's ``kiosk`` meta namespace."""
-    return {k: json.loads(v) for k, v in store.read_meta(db, META).items()}
-
-
-def write_meta(db: sqlite_utils.Database, values: dict[str, Any], delete: tuple[str, ...] = ()) -> None:
-    """Set and delete flags in one transaction (each call is one fsync: callers write only on change)."""
-    conn = db.conn
-    conn.execute("BEGIN")
-    try:
-        encoded = {key: json.dumps(value, ensure_ascii=False) for key, value in values.items()}
-        store.write_meta(db, META, encoded, delete)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-
-
 def record_session(db: sqlite_utils.Database, row: dict[str, Any], *, clear_intent: bool) -> int:
     """Store one finished session and, in the same transaction, drop the wipe intent if the wipe was verified."""
     conn = db.conn
@@ -106,7 +85,7 @@ def record_session(db: sqlite_utils.Database, row: dict[str, Any], *, clear_inte
             ),
         )
         if clear_intent:
-            store.write_meta(db, META, {}, delete=("intent",))
+            flags.write_in(db, {}, delete=("intent",))
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
