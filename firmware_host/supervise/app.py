@@ -32,7 +32,7 @@ class SuperviseApp(App[None]):
         link.on_status = lambda connected, error: self.post_message(LinkChanged(connected, error))
 
     async def on_mount(self) -> None:
-        await self.push_screen(FleetScreen())
+        await self.push_screen(FleetScreen(self))
         await self.link.start()
 
     async def on_unmount(self) -> None:
@@ -50,7 +50,7 @@ class SuperviseApp(App[None]):
                 screen.relabel()
 
     def open_bus(self, bus_id: str) -> None:
-        self.push_screen(BusScreen(bus_id))
+        self.push_screen(BusScreen(self, bus_id))
 
 
 def run(link: FleetLink, *, language: str = "fr") -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -18,6 +18,10 @@ from .fleet import BusView, CommandFailed
 from .messages import CommandAnswered, CommandRequested
 from .widgets import DASH, FleetTable, HistoryChart, Panel, bars, hhmm, kiosk_text, seen_at, status_text, yes_no
 
+if TYPE_CHECKING:
+    from .app import SuperviseApp
+
+# Each screen is given the office app it shows (the fleet, the link, its words) when it is made.
 REFRESH_S = 0.5  # the screens redraw at most this often, however many messages arrive
 HISTORY_HOURS = 8
 ACTING = ("kiosk.lock", "kiosk.unlock", "kiosk.end_session", "inverter.mode")  # asked twice before sending
@@ -37,8 +41,12 @@ class FleetScreen(Screen):
         Binding("q", "app.quit", "Quitter"),
     ]
 
+    def __init__(self, office: SuperviseApp):
+        super().__init__()
+        self.office = office
+
     def compose(self) -> ComposeResult:
-        app: Any = self.app
+        app = self.office
         yield Label(app.words("title"), id="title")
         yield FleetTable(app.fleet, app.words, clock=app.clock, id="fleet")
         yield Label("", id="status")
@@ -57,7 +65,7 @@ class FleetScreen(Screen):
         self.show_status()
 
     def show_status(self) -> None:
-        app: Any = self.app
+        app = self.office
         link = app.link
         w = app.words
         if link.connected:
@@ -73,7 +81,7 @@ class FleetScreen(Screen):
         self.query_one("#status", Label).update(text)
 
     def relabel(self) -> None:
-        app: Any = self.app
+        app = self.office
         self.query_one("#title", Label).update(app.words("title"))
         self.query_one("#help", Label).update(app.words("help.fleet"))
         self.table.set_columns()
@@ -83,7 +91,7 @@ class FleetScreen(Screen):
     def open_bus(self, event: DataTable.RowSelected) -> None:
         bus = event.row_key.value
         if bus is not None:
-            self.app.push_screen(BusScreen(bus))
+            self.office.push_screen(BusScreen(self.office, bus))
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -122,19 +130,20 @@ class BusScreen(Screen):
         Binding("r", "command('refresh')", "Rafraîchir"),
     ]
 
-    def __init__(self, bus_id: str):
+    def __init__(self, office: SuperviseApp, bus_id: str):
         super().__init__()
+        self.office = office
         self.bus_id = bus_id
         self._shown_version = -1
         self.replies: list[str] = []
 
     @property
     def view(self) -> BusView:
-        app: Any = self.app
+        app = self.office
         return app.fleet.bus(self.bus_id)
 
     def compose(self) -> ComposeResult:
-        w = self.app.words  # type: ignore[attr-defined]
+        w = self.office.words
         yield Label(w("detail.title", bus=self.bus_id), id="bus-title")
         with Horizontal(id="detail"):
             with VerticalScroll(id="left"):
@@ -171,7 +180,7 @@ class BusScreen(Screen):
         if view.version == self._shown_version:
             return
         self._shown_version = view.version
-        app: Any = self.app
+        app = self.office
         w = app.words
         now = app.clock()
         status = status_text(view, w, now).plain
@@ -191,7 +200,7 @@ class BusScreen(Screen):
 
     def today_text(self, view: BusView, now: float) -> str:
         """The link (why the bus is quiet, what it still has to send) and today's stops with their visitors."""
-        w = self.app.words  # type: ignore[attr-defined]
+        w = self.office.words
         state, since = view.connectivity(now)
         lines = [f"{w('value.link')} : {w(f'link.{state}_detail', since=hhmm(since, now))}" if state != "unknown"
                  else f"{w('value.link')} : {w('unknown')}"]  # fmt: skip
@@ -214,7 +223,7 @@ class BusScreen(Screen):
         return "\n".join(lines)
 
     def values_text(self, view: BusView) -> str:
-        w = self.app.words  # type: ignore[attr-defined]
+        w = self.office.words
         soc, volts = view.value("power", "soc"), view.value("power", "battery_v")
         link = view.value("modem", "link")
         stowed = view.value("vehicle", "antenna_stowed")
@@ -248,7 +257,7 @@ class BusScreen(Screen):
 
     @work(exclusive=True, group="history")
     async def load_history(self) -> None:
-        app: Any = self.app
+        app = self.office
         w = app.words
         note = self.query_one("#history-note", Static)
         end = time.time()
@@ -281,25 +290,25 @@ class BusScreen(Screen):
                 return
             args = {"mode": mode}
         if name in ACTING:
-            w = self.app.words  # type: ignore[attr-defined]
+            w = self.office.words
             question = w("confirm.question", command=w(f"cmd.{name}"), bus=self.bus_id)
 
             def confirmed(yes: bool | None) -> None:
                 if yes:
                     self.post_message(CommandRequested(self.bus_id, name, args))
 
-            self.app.push_screen(ConfirmScreen(question, w("confirm.yes"), w("confirm.no")), confirmed)
+            self.office.push_screen(ConfirmScreen(question, w("confirm.yes"), w("confirm.no")), confirmed)
         else:
             self.post_message(CommandRequested(self.bus_id, name, args))
 
     @on(CommandRequested)
     def send(self, message: CommandRequested) -> None:
-        self.log_reply(self.app.words("cmd.sent", command=message.command))  # type: ignore[attr-defined]
+        self.log_reply(self.office.words("cmd.sent", command=message.command))
         self.run_command(message.command, message.args)
 
     @work(group="commands")
     async def run_command(self, name: str, args: dict[str, Any]) -> None:
-        app: Any = self.app
+        app = self.office
         try:
             reply = await app.link.command(self.bus_id, name, args)
         except CommandFailed as exc:
@@ -309,7 +318,7 @@ class BusScreen(Screen):
 
     @on(CommandAnswered)
     def answered(self, message: CommandAnswered) -> None:
-        w = self.app.words  # type: ignore[attr-defined]
+        w = self.office.words
         if message.reply is None:
             self.log_reply(w("cmd.failed", command=message.command, error=message.error))
         elif message.reply.get("ok"):
