@@ -182,13 +182,13 @@ class KioskApp(App[None]):
     def _show(self, mode: str, **kwargs: Any) -> None:
         services = (self.status or {}).get("services", [])
         screens: dict[str, Callable[[], Screen]] = {
-            "welcome": WelcomeScreen,
-            "services": lambda: ServicesScreen(services),
-            "offline": lambda: OfflineScreen(services),
-            "session": SessionScreen,
-            "ending": lambda: EndScreen(kwargs.get("reason")),
-            "closed": lambda: ClosedScreen(kwargs.get("reason", "closed")),
-            "opening": lambda: OpeningScreen(kwargs.get("label", "")),
+            "welcome": lambda: WelcomeScreen(self),
+            "services": lambda: ServicesScreen(self, services),
+            "offline": lambda: OfflineScreen(self, services),
+            "session": lambda: SessionScreen(self),
+            "ending": lambda: EndScreen(self, kwargs.get("reason")),
+            "closed": lambda: ClosedScreen(self, kwargs.get("reason", "closed")),
+            "opening": lambda: OpeningScreen(self, kwargs.get("label", "")),
         }
         if mode in ("welcome", "closed") and kwargs.get("new_visitor", True):
             self.texts = Texts(self.default_lang)  # the next visitor starts in French again, at 100 %
@@ -214,7 +214,7 @@ class KioskApp(App[None]):
         idle = next((s for s in self.screen_stack if isinstance(s, IdleScreen)), None)
         if session.get("idle_prompt"):
             if idle is None:
-                idle = IdleScreen()
+                idle = IdleScreen(self)
                 self.push_screen(idle)
                 self.call_after_refresh(idle.show, int(session.get("idle_left_s") or 0))
             elif idle.is_mounted and idle.children:

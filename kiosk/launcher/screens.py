@@ -40,9 +40,9 @@ class KioskScreen(Screen[None]):
 
     BINDINGS = ARROWS
 
-    @property
-    def kiosk(self) -> KioskApp:
-        return self.app  # type: ignore[return-value]
+    def __init__(self, kiosk: KioskApp):
+        super().__init__()
+        self.kiosk = kiosk  # the app this screen shows (its texts, status, zoom), given when it is made
 
     def t(self, key: str, **values: Any) -> str:
         return self.kiosk.texts(key, **values)
@@ -54,7 +54,7 @@ class KioskScreen(Screen[None]):
 
     def on_mount(self) -> None:
         # Before the first layout (as well as on every resize), so the first frame is already the right one.
-        self.set_class(self.app.size.height < SHORT_ROWS, "-short")
+        self.set_class(self.kiosk.size.height < SHORT_ROWS, "-short")
 
     def on_resize(self, event: events.Resize) -> None:
         self.set_class(event.size.height < SHORT_ROWS, "-short")
@@ -110,8 +110,8 @@ class ServicesScreen(KioskScreen):
         Binding("escape", "back", show=False),
     ]
 
-    def __init__(self, services: list[dict[str, Any]]):
-        super().__init__()
+    def __init__(self, kiosk: KioskApp, services: list[dict[str, Any]]):
+        super().__init__(kiosk)
         self.services = services
 
     def compose(self) -> ComposeResult:
@@ -175,8 +175,8 @@ class OfflineScreen(ServicesScreen):
 class OpeningScreen(KioskScreen):
     """While the browser starts (a second or two): something visibly happens."""
 
-    def __init__(self, label: str):
-        super().__init__()
+    def __init__(self, kiosk: KioskApp, label: str):
+        super().__init__(kiosk)
         self.label = label
 
     def compose(self) -> ComposeResult:
@@ -259,7 +259,7 @@ class SessionScreen(KioskScreen):
 
     @on(Button.Pressed, "#end")
     def _end(self) -> None:
-        self.app.push_screen(ConfirmEndScreen(), self._confirmed)
+        self.kiosk.push_screen(ConfirmEndScreen(self.kiosk), self._confirmed)
 
     def _confirmed(self, yes: bool | None) -> None:
         if yes:
@@ -271,8 +271,12 @@ class ConfirmEndScreen(ModalScreen[bool]):
 
     BINDINGS = [*ARROWS, Binding("escape", "dismiss(False)", show=False)]
 
+    def __init__(self, kiosk: KioskApp):
+        super().__init__()
+        self.kiosk = kiosk
+
     def compose(self) -> ComposeResult:
-        app: KioskApp = self.app  # type: ignore[assignment]
+        app = self.kiosk
         with Vertical(id="dialog"):
             yield Title(app.texts("confirm.question"), id="confirm-question")
             yield BigButton(app.texts("confirm.no"), id="no", variant="primary")
@@ -295,8 +299,12 @@ class IdleScreen(ModalScreen[None]):
 
     BINDINGS = ARROWS
 
+    def __init__(self, kiosk: KioskApp):
+        super().__init__()
+        self.kiosk = kiosk
+
     def compose(self) -> ComposeResult:
-        app: KioskApp = self.app  # type: ignore[assignment]
+        app = self.kiosk
         with Vertical(id="dialog"):
             yield Title(app.texts("idle.question"), id="idle-question")
             yield Notice("", id="idle-left")
@@ -306,7 +314,7 @@ class IdleScreen(ModalScreen[None]):
         self.query_one("#stay").focus()
 
     def show(self, seconds: int) -> None:
-        app: KioskApp = self.app  # type: ignore[assignment]
+        app = self.kiosk
         self.query_one("#idle-left", Notice).update(app.texts("idle.left", seconds=seconds))
 
     @on(Button.Pressed, "#stay")
@@ -319,8 +327,8 @@ class EndScreen(KioskScreen):
 
     Only what applies is shown, so that it fits the public screen (about 80x24 cells) without scrolling."""
 
-    def __init__(self, reason: str | None = None):
-        super().__init__()
+    def __init__(self, kiosk: KioskApp, reason: str | None = None):
+        super().__init__(kiosk)
         self.reason = reason
         self.phase: str | None = None
         self.result: dict[str, Any] | None = None
@@ -420,8 +428,8 @@ class ClosedScreen(KioskScreen):
         "unavailable": "closed.unreachable.title",
     }
 
-    def __init__(self, reason: str):
-        super().__init__()
+    def __init__(self, kiosk: KioskApp, reason: str):
+        super().__init__(kiosk)
         self.reason = reason
 
     def compose(self) -> ComposeResult:
