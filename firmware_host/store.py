@@ -227,7 +227,7 @@ class Store:
                 row = conn.execute("SELECT data FROM aggregates WHERE minute = ?", (minute,)).fetchone()
                 data = json.loads(row[0]) if row else {}
                 for name, agg in metrics.items():
-                    data[name] = _merge(data.get(name), agg.as_list())
+                    data[name] = merge_aggregate(data.get(name), agg.as_list())
                 conn.execute(
                     "INSERT OR REPLACE INTO aggregates (minute, data) VALUES (?, ?)",
                     (minute, json.dumps(data, separators=(",", ":"))),
@@ -407,9 +407,10 @@ def _migrate_meta(conn: sqlite3.Connection) -> None:
         raise
 
 
-def _merge(old: list[float] | None, new: list[float]) -> list[float]:
-    if not old:
-        return new
+def merge_aggregate(old: list[float] | None, new: list[float]) -> list[float]:
+    """Two [min, max, mean, count] aggregates of one reading as one (the minute rows and the MQTT history alike)."""
+    if old is None:
+        return list(new)
     count = old[3] + new[3]
-    mean = (old[2] * old[3] + new[2] * new[3]) / count
+    mean = (old[2] * old[3] + new[2] * new[3]) / count if count else old[2]
     return [min(old[0], new[0]), max(old[1], new[1]), round(mean, 4), count]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 
 from ..api import ApiError
+from ..store import merge_aggregate
 from .protocol import COMMANDS, MAX_EXPIRES_AHEAD_S, MAX_ID_CHARS, MAX_REPLY_BYTES, MAX_REQUEST_BYTES, encode
 
 if TYPE_CHECKING:
@@ -252,7 +253,7 @@ class Commands:
                 for i, metric in enumerate(metrics):
                     agg = row.get(metric)
                     if agg is not None:
-                        bucket[i + 1] = _merge(bucket[i + 1], agg)
+                        bucket[i + 1] = merge_aggregate(bucket[i + 1], agg)
             else:
                 cursor = page[-1]["minute"]
                 if len(page) < 500:
@@ -327,11 +328,3 @@ class Commands:
         if extra or not isinstance(args.get("mode"), str):
             raise Rejected('bad args: inverter.mode takes {"mode": "<mode name>"}')
         return await self.controller.set_inverter_mode(args["mode"])
-
-
-def _merge(old: list[float] | None, new: list[float]) -> list[float]:
-    if old is None:
-        return list(new)
-    count = old[3] + new[3]
-    mean = (old[2] * old[3] + new[2] * new[3]) / count if count else old[2]
-    return [min(old[0], new[0]), max(old[1], new[1]), round(mean, 4), count]
