@@ -125,7 +125,7 @@ class ConsoleApp(App[None]):
         return None if self.link_lost_at is None else self.monotonic() - self.link_lost_at
 
     def _age_tick(self) -> None:
-        if self.link_lost_at is not None:
+        if self.link_lost_at is not None and self.screen_stack:
             self.main.show_header()  # the age of the old values goes on counting
 
     async def on_connected(self, message: Connected) -> None:
@@ -427,6 +427,8 @@ class ConsoleApp(App[None]):
             self.notify(self.i18n.t("lock.done"), timeout=5)
 
     def _check_idle(self) -> None:
+        if not self.screen_stack:
+            return  # closing: Textual removes the screens before it stops the app's timers
         if self.monotonic() - self.last_activity >= self.lock_after_s:
             self.action_lock(idle=True)
 

@@ -39,7 +39,7 @@ class SuperviseApp(App[None]):
         await self.link.close()
 
     def on_link_changed(self, message: LinkChanged) -> None:
-        screen = self.screen
+        screen = self.screen_stack[-1] if self.screen_stack else None  # none while the app closes
         if isinstance(screen, FleetScreen):
             screen.show_status()
 

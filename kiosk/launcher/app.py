@@ -128,6 +128,8 @@ class KioskApp(App[None]):
     # --- which screen ---
 
     def route(self) -> None:
+        if not self.screen_stack:
+            return  # the app is closing (its screens gone) while a poll was still landing: nothing to show
         s = self.status
         if self.mode == "opening" or (self.mode == "ending" and self._own_end):
             return
@@ -272,7 +274,7 @@ class KioskApp(App[None]):
             args = {"service": service, "lang": self.texts.lang, "zoom": self.zoom}
             await self.client.call("session.start", args, 60.0)
         except (ClientError, OSError, TimeoutError):
-            screen = self.screen
+            screen = self.screen_stack[-1] if self.screen_stack else None
             if isinstance(screen, OpeningScreen):
                 screen.failed()
             self.mode = "opening-failed"

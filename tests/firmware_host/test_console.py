@@ -280,6 +280,19 @@ async def test_idle_console_locks_itself(bus: Any) -> None:
         await wait_until(lambda: field.value == "", message="the name is asked again")
 
 
+async def test_timers_landing_while_the_console_closes_are_ignored(bus: Any) -> None:
+    """Textual removes the screens before it stops the app's timers; a tick in between must not look for them."""
+    now = [0.0]
+    async with console(bus, pin=PinLock("1234"), lock_after_s=60, monotonic=lambda: now[0]) as (app, pilot):
+        await login(app, pilot, pin="1234")
+    assert not app.screen_stack
+    now[0] += 120.0
+    app.link_lost_at = 0.0
+    app._check_idle()  # raised ScreenStackError before
+    app._age_tick()
+    assert not app.screen_stack
+
+
 async def test_the_console_rides_out_a_controller_restart(tmp_path: Path, run_controller: Any) -> None:
     cfg = bus_config(tmp_path)
     first = await run_controller(cfg, clock=day_clock())

@@ -269,6 +269,25 @@ async def test_an_unreachable_controller_shows_a_calm_message_and_recovers() -> 
         await on_screen(app, WelcomeScreen)
 
 
+@pytest.mark.parametrize("status", ["closed", "unreachable", "session"])
+async def test_a_poll_landing_while_the_launcher_closes_is_ignored(status: str) -> None:
+    """Textual removes the screens before it stops the app's timers: a status poll that lands in between must
+    not look for a current screen (CI once failed on "No screens on stack" this way)."""
+    kiosk = ScriptedKiosk()
+    app = launcher(kiosk, poll_s=60)
+    async with app.run_test(size=(100, 40)):
+        await on_screen(app, WelcomeScreen)
+    assert not app.screen_stack
+    if status == "closed":
+        kiosk.status.update(available=False, closed_reason="closed")
+    elif status == "unreachable":
+        kiosk.failing.add("kiosk.status")
+    else:
+        kiosk.status["session"] = {"service": "impots", "label": "Impôts", "ending": False}
+    await app.refresh_status()  # raised ScreenStackError before
+    assert not app.screen_stack
+
+
 async def test_offline_instead_of_a_browser_error_page_with_the_services_that_need_no_link() -> None:
     kiosk = ScriptedKiosk(link_up=False)
     for s in kiosk.status["services"]:
