@@ -136,6 +136,8 @@ else
   fi
 fi
 ensure_file "$SRC/README.md" /opt/allervers/README.md 0644
+# `allervers status`, `doctor`, `alarms`... as the README writes them (the CLI reads /etc/allervers/allervers.toml).
+ensure_link /opt/allervers/venv/bin/allervers /usr/local/bin/allervers
 
 # --- 5. config (never overwritten) ------------------------------------------------------------------------------
 if [ -e "$(R /etc/allervers/allervers.toml)" ]; then

@@ -134,6 +134,23 @@ ensure_file() {  # ensure_file SOURCE DEST MODE: copy when missing or different 
   fi
 }
 
+ensure_link() {  # ensure_link TARGET LINK: LINK is a symlink to TARGET (an absolute path on the Pi)
+  local target=$1 link=$2 p
+  p=$(R "$link")
+  if [ -L "$p" ] && [ "$(readlink "$p")" = "$target" ]; then
+    ok "$link -> $target"
+  else
+    act "$([ -e "$p" ] || [ -L "$p" ] && echo replace || echo link) $link -> $target" make_link "$target" "$link"
+  fi
+}
+
+make_link() {
+  local p
+  p=$(R "$2")
+  mkdir -p "$(dirname "$p")"
+  ln -sfn "$1" "$p"
+}
+
 install_owned() {  # install_owned SOURCE DEST MODE USER GROUP
   install -D -m "$3" -o "$(uid_of "$4")" -g "$(gid_of "$5")" "$1" "$(R "$2")"
 }

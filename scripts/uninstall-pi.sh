@@ -65,6 +65,9 @@ fi
 
 # --- 2. programs and files ------------------------------------------------------------------------------------------
 remove /opt/allervers "/opt/allervers (the venv)"
+if [ "$(readlink "$(R /usr/local/bin/allervers)" 2>/dev/null)" = /opt/allervers/venv/bin/allervers ]; then
+  remove /usr/local/bin/allervers "/usr/local/bin/allervers (the link to the venv)"
+fi
 # Our managed policies would keep locking Chromium down for everyone else.
 shopt -s nullglob
 for policy in "$(R /etc/chromium/policies/managed)"/allervers*.json; do

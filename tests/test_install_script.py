@@ -120,6 +120,7 @@ def test_dry_run_prints_every_action_and_changes_nothing(fresh_pi: Path) -> None
     assert any(a.startswith("install /etc/udev/rules.d/78-allervers.rules") for a in would)
     assert any(a.startswith("create /etc/allervers/allervers.toml") for a in would)
     assert "create the venv /opt/allervers/venv" in would
+    assert "link /usr/local/bin/allervers -> /opt/allervers/venv/bin/allervers" in would
     assert any(a.startswith("pip install ") for a in would)
     assert out.rstrip().endswith(f"{len(would)} action(s) would be taken (dry run: nothing changed)")
 
@@ -161,6 +162,8 @@ def test_install_for_real_then_a_second_run_changes_nothing(fresh_pi: Path) -> N
     assert dropin.read_text() == (REPO / "systemd/allervers.service.d/kiosk.conf").read_text()
     assert "allervers-visitor" not in grp["allervers-kiosk"][3]  # the visitor never reaches the kiosk socket
     assert (fresh_pi / "etc/udev/rules.d/78-allervers.rules").exists()
+    # The CLI on the PATH, as the README writes it (on the Pi: the venv's entry point).
+    assert os.readlink(fresh_pi / "usr/local/bin/allervers") == "/opt/allervers/venv/bin/allervers"
     # cron and at denied to the visitor (a job of one visitor would run in the next one's session).
     assert doctor.check_schedulers("allervers-visitor", str(fresh_pi / "etc")).status == OK
 
@@ -252,6 +255,7 @@ def test_uninstall_undoes_the_install_and_keeps_the_records(fresh_pi: Path) -> N
     assert "dialout" in groups(fresh_pi)
     assert not list((fresh_pi / "etc/systemd/system").rglob("allervers*"))
     assert not (fresh_pi / "opt/allervers").exists()
+    assert not (fresh_pi / "usr/local/bin/allervers").is_symlink()
     assert not (fresh_pi / "etc/udev/rules.d/78-allervers.rules").exists()
     assert (fresh_pi / "etc/allervers/allervers.toml").exists()  # the association's config ...
     assert (fresh_pi / "var/lib/allervers/allervers.db").read_bytes() == b"events"  # ... and records stay
@@ -264,6 +268,19 @@ def test_uninstall_undoes_the_install_and_keeps_the_records(fresh_pi: Path) -> N
     # What is left is the fresh Pi, plus the system groups the install added and empty parent folders.
     left = {p for p in snapshot(fresh_pi) if p not in before_install and not p.endswith("-")}
     assert all((fresh_pi / p).is_dir() or p in ("etc/.pwd.lock",) for p in left), left
+
+
+def test_the_cli_link_replaces_a_demo_link_and_uninstall_keeps_a_link_not_its_own(fresh_pi: Path) -> None:
+    link = fresh_pi / "usr/local/bin/allervers"
+    link.parent.mkdir(parents=True)
+    link.symlink_to("/home/pi/allervers/.venv/bin/allervers")  # what scripts/demo links on a developer's Pi
+    out = run(INSTALL, fresh_pi, "--skip", "venv").stdout
+    assert "replace /usr/local/bin/allervers -> /opt/allervers/venv/bin/allervers" in actions(out, "doing")
+    assert os.readlink(link) == "/opt/allervers/venv/bin/allervers"
+    link.unlink()
+    link.symlink_to("/home/pi/other/.venv/bin/allervers")  # someone's own, after the install
+    run(UNINSTALL, fresh_pi)
+    assert os.readlink(link) == "/home/pi/other/.venv/bin/allervers"
 
 
 def test_bad_options_are_refused_naming_them(fresh_pi: Path) -> None:
