@@ -47,7 +47,7 @@ class RecoverySchedule:
     usb_reset_s: float = 40.0
     power_cut_s: float = 75.0
     power_off_s: float = 5.0
-    usb_rebind_s: float = 1.0  # between unbind and bind: the host lets go of the device
+    usb_rebind_s: float = 1.0  # de-authorised this long: the host lets go of the device and its interfaces
 
     def __post_init__(self) -> None:
         if not 0 < self.at_reset_s < self.usb_reset_s < self.power_cut_s:
@@ -180,14 +180,22 @@ class HangRecovery:
             return f"failed: {exc}"
 
     async def _usb_reset(self) -> str:
+        """Re-enumerate the modem's USB device through its ``authorized`` attribute (the kernel's sysfs ABI, as
+        ``usbreset``-style tools do): 0 unbinds every interface and forgets the configuration, 1 probes it all
+        again. Unlike the driver core's bind/unbind files (root only), this one file can be handed to the
+        controller's group by a udev rule (systemd/udev/78-allervers.rules), so the step works from the
+        unprivileged service."""
         if not self.usb_device:
             return "skipped: modem.usb_device is empty"
         device = self.usb_device if self.usb_device != "auto" else usb_device_of(self.port, self.sysfs)
-        driver = Path(self.sysfs, "bus", "usb", "drivers", "usb")
-        await asyncio.to_thread((driver / "unbind").write_text, device)
+        authorized = Path(self.sysfs, "bus", "usb", "devices", device, "authorized")
+        try:
+            await asyncio.to_thread(authorized.write_text, "0")
+        except PermissionError as exc:
+            return f"failed: {exc} (78-allervers.rules lets the group dialout write it: is the rule installed?)"
         await asyncio.sleep(self.schedule.usb_rebind_s)
-        await asyncio.to_thread((driver / "bind").write_text, device)
-        return f"USB device {device} unbound and bound again"
+        await asyncio.to_thread(authorized.write_text, "1")
+        return f"USB device {device} de-authorised and authorised again (re-enumerated)"
 
     def _event(self, etype: str, **data: Any) -> None:
         if self.on_event is not None:

@@ -85,7 +85,7 @@ class _Session:
 
 FAULTS = ("garbage", "silent", "cme", "hung")
 MUTE = ("silent", "hung")  # faults under which nothing is answered
-POWER_WATCH_S = 0.05  # how often the simulator looks at its power pin and its sysfs bind file
+POWER_WATCH_S = 0.05  # how often the simulator looks at its power pin and its sysfs authorized file
 CFUN_REBOOT_S = 0.3  # AT+CFUN=1,1: OK, then the port drops and comes back
 BASIC_COMMANDS = re.compile(r"^AT(E[01]?|V[01]?|Z|I|&K[03]|\+CMEE(=\d|\?)?)?$")
 _MAX_COMMAND = 1024
@@ -102,9 +102,9 @@ class ModemSimulator:
     number, same symlink). ``commands`` lists every command line the modem executed.
 
     "hung" is the field failure of Quectel/Sierra modems: nothing answers, ``AT+CFUN=1,1`` is never read, a
-    USB re-enumeration (``replug()``, or a bind through ``start_sysfs``) brings the port back still hung; only
-    a power cycle cures it: ``power(False)`` then ``power(True)``, or the gpiozero pin given to
-    ``attach_power_pin`` going low and high (the controller's ``modem.power_pin`` on a MockFactory).
+    USB re-enumeration (``replug()``, or ``authorized`` written 0 then 1 in the tree of ``start_sysfs``) brings
+    the port back still hung; only a power cycle cures it: ``power(False)`` then ``power(True)``, or the gpiozero
+    pin given to ``attach_power_pin`` going low and high (the controller's ``modem.power_pin`` on a MockFactory).
     """
 
     def __init__(
@@ -141,7 +141,7 @@ class ModemSimulator:
         self.boot_s = boot_s  # from power-up to the port enumerating (a Quectel EG25 takes about 13 s)
         self._power_pin: Any = None
         self._sysfs: str | None = None
-        self._bind_seen: tuple[int, int] | None = None  # (mtime_ns, size) of the sysfs bind file
+        self._authorized_seen: tuple[int, int, str] | None = None  # (mtime_ns, size, value) of sysfs authorized
         self.power_cycles = 0
         self.reenumerations = 0
 
@@ -209,8 +209,9 @@ class ModemSimulator:
     def start_sysfs(self, root: str) -> None:
         """Lay out a sysfs tree under ``root`` in which the pty is a USB serial port of device ``1-1``.
 
-        Writing ``1-1`` to ``bus/usb/drivers/usb/bind`` (what the driver's USB step does) re-enumerates the
-        modem: a new pty behind the same symlink, its firmware state (a hang) unchanged.
+        As the kernel's ABI (Documentation/ABI/stable/sysfs-bus-usb): ``bus/usb/devices/1-1`` links to the device,
+        whose ``authorized`` attribute reads 1; writing 0 removes its interfaces (the tty goes), writing 1 back
+        probes them again: a new pty behind the same symlink, its firmware state (a hang) unchanged.
         """
 
         def setup() -> None:
@@ -219,11 +220,13 @@ class ModemSimulator:
             os.makedirs(os.path.join(device, "1-1:1.2"), exist_ok=True)
             with open(os.path.join(device, "idVendor"), "w") as f:
                 f.write("2c7c\n")  # Quectel's USB vendor id
-            driver = os.path.join(root, "bus", "usb", "drivers", "usb")
-            os.makedirs(driver, exist_ok=True)
-            for name in ("bind", "unbind"):
-                open(os.path.join(driver, name), "a").close()
-            self._bind_seen = self._bind_stamp()
+            with open(os.path.join(device, "authorized"), "w") as f:
+                f.write("1\n")
+            devices = os.path.join(root, "bus", "usb", "devices")
+            os.makedirs(devices, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                os.symlink(device, os.path.join(devices, "1-1"))
+            self._authorized_seen = self._authorized_stamp()
             self._link_tty()
 
         self._call(setup)
@@ -400,19 +403,25 @@ class ModemSimulator:
             if on != self.powered:
                 self._set_power(on)
         if self._sysfs is not None:
-            stamp = self._bind_stamp()
-            if stamp != self._bind_seen:
-                self._bind_seen = stamp
-                if self.powered:
+            stamp = self._authorized_stamp()
+            if stamp != self._authorized_seen:
+                self._authorized_seen = stamp
+                if stamp is not None and stamp[2] == "0":
+                    self._unplug()  # de-authorised: the interfaces, and the tty, are gone
+                elif self.powered:
+                    # Authorised again (a write of 0 then 1 faster than this watch still changed the file).
                     self.reenumerations += 1
                     self._replug()
 
-    def _bind_stamp(self) -> tuple[int, int] | None:
+    def _authorized_stamp(self) -> tuple[int, int, str] | None:
         try:
-            st = os.stat(os.path.join(self._sysfs or "", "bus", "usb", "drivers", "usb", "bind"))
+            path = os.path.join(self._sysfs or "", "devices", "platform", "usb1", "1-1", "authorized")
+            st = os.stat(path)
+            with open(path) as f:
+                value = f.read().strip()
         except OSError:
             return None
-        return st.st_mtime_ns, st.st_size
+        return st.st_mtime_ns, st.st_size, value
 
     def _link_tty(self) -> None:
         # /sys/class/tty/<pts number>/device -> the USB interface, as for a /dev/ttyUSBn

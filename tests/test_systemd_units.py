@@ -288,7 +288,8 @@ def test_journald_drop_in_uses_keys_journald_knows_and_bounds_the_journal() -> N
 
 
 UDEV_MATCH = {"ACTION", "SUBSYSTEM", "KERNEL", "ATTRS", "ATTR", "ENV", "DRIVERS"}
-UDEV_ASSIGN = {"SYMLINK", "GROUP", "MODE", "OWNER", "ENV", "TAG"}
+UDEV_ASSIGN = {"SYMLINK", "GROUP", "MODE", "OWNER", "ENV", "TAG", "RUN"}
+AUTHORIZED_RUN = ["/bin/chgrp dialout $sys$devpath/authorized", "/bin/chmod 0664 $sys$devpath/authorized"]
 
 
 def udev_rules() -> list[list[tuple[str, str, str]]]:
@@ -307,18 +308,35 @@ def test_udev_rules_give_stable_names_and_keep_modemmanager_off_the_modem() -> N
     rules = udev_rules()
     assert rules
     links: set[str] = set()
+    modems: set[tuple[str, str]] = set()  # (idVendor, idProduct) of the modems' AT ports
+    authorized: set[tuple[str, str]] = set()  # ... of the USB devices whose `authorized` the controller may write
     for tokens in rules:
         for key, op, _value in tokens:
             name = key.split("{")[0]
             allowed = UDEV_MATCH if op in ("==", "!=") else UDEV_ASSIGN
             assert name in allowed, f"unexpected {key}{op} in a rule"
+        matched = {k: v for k, op, v in tokens if op == "=="}
+        runs = [v for k, op, v in tokens if k == "RUN"]
+        if runs:
+            # The recovery's USB step: the whole USB device (not an interface, not a tty), only its `authorized`.
+            assert matched["SUBSYSTEM"] == "usb" and matched["ENV{DEVTYPE}"] == "usb_device", tokens
+            assert runs == AUTHORIZED_RUN, tokens
+            authorized.add((matched["ATTR{idVendor}"], matched["ATTR{idProduct}"]))
+            continue
         assigned = {k: v for k, op, v in tokens if op in ("=", "+=")}
+        if assigned.get("SYMLINK") == "allervers-modem":
+            modems.add((matched["ATTRS{idVendor}"], matched["ATTRS{idProduct}"]))
         link = assigned.get("SYMLINK")
         assert link in ("allervers-modem", "allervers-rs485"), tokens
         links.add(link)
         assert assigned.get("ENV{ID_MM_DEVICE_IGNORE}") == "1", f"{link}: ModemManager would probe it"
         assert assigned.get("GROUP") == "dialout"  # the controller's group, nobody else's
     assert links == {"allervers-modem", "allervers-rs485"}
+    assert authorized == modems, "each modem the rules name can be re-enumerated by the controller"
+    # The unit lets the controller write there: /sys/devices only, the rest of /sys stays read-only.
+    unit = parse_unit(UNITS / "allervers.service")
+    assert values(unit, "Service", "ReadWritePaths") == ["-/sys/devices"]
+    assert one(unit, "Service", "ProtectKernelTunables") == "yes"
     # The example config names the same devices.
     example = (REPO / "config" / "example-bus.toml").read_text()
     assert "/dev/allervers-rs485" in example

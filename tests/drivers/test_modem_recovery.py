@@ -58,7 +58,7 @@ async def test_hung_modem_needs_the_whole_ladder_and_comes_back(
         steps = [(data["step"], data["result"]) for etype, data in events if etype == "modem.recovery"]
         assert [step for step, _ in steps] == ["at_reset", "usb_reset", "power_cut"]
         assert steps[0][1] == "sent AT+CFUN=1,1"
-        assert steps[1][1] == "USB device 1-1 unbound and bound again"
+        assert steps[1][1] == "USB device 1-1 de-authorised and authorised again (re-enumerated)"
         assert steps[2][1] == "supply cut for 0.2 s"
         # A true hang survived the reset and the re-enumeration: only the power cut cured it.
         assert sim.reenumerations == 1 and sim.power_cycles == 1 and sim.fault is None
@@ -130,9 +130,9 @@ def test_usb_device_is_found_from_the_tty_and_a_non_usb_port_is_named(tmp_path: 
 
 
 async def test_a_step_that_cannot_act_says_why_and_the_ladder_goes_on(tmp_path: Path) -> None:
-    # As under the shipped unit, where /sys is read-only: the USB write fails, the power cut still comes.
+    # A sysfs file it cannot write (here not a file at all): the USB step says why, the power cut still comes.
     sysfs = tmp_path / "sys"
-    (sysfs / "bus" / "usb" / "drivers" / "usb" / "unbind").mkdir(parents=True)  # not writable as a file
+    (sysfs / "bus" / "usb" / "devices" / "1-1" / "authorized").mkdir(parents=True)  # not writable as a file
     events: list[dict[str, Any]] = []
     clock = [0.0]
     recovery = HangRecovery(
