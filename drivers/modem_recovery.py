@@ -180,11 +180,11 @@ class HangRecovery:
             return f"failed: {exc}"
 
     async def _usb_reset(self) -> str:
-        """Re-enumerate the modem's USB device through its ``authorized`` attribute (the kernel's sysfs ABI, as
-        ``usbreset``-style tools do): 0 unbinds every interface and forgets the configuration, 1 probes it all
-        again. Unlike the driver core's bind/unbind files (root only), this one file can be handed to the
-        controller's group by a udev rule (systemd/udev/78-allervers.rules), so the step works from the
-        unprivileged service."""
+        """Re-enumerate the modem's USB device through its ``authorized`` attribute (the kernel's device
+        authorization, Documentation/usb/authorization): 0 removes its configuration and interfaces (the tty
+        goes), 1 configures it and probes its interfaces again. Unlike the driver core's bind/unbind files (root
+        only), this one file can be handed to the controller's group by a udev rule
+        (systemd/udev/78-allervers.rules), so the step works from the unprivileged service."""
         if not self.usb_device:
             return "skipped: modem.usb_device is empty"
         device = self.usb_device if self.usb_device != "auto" else usb_device_of(self.port, self.sysfs)

@@ -209,9 +209,10 @@ class ModemSimulator:
     def start_sysfs(self, root: str) -> None:
         """Lay out a sysfs tree under ``root`` in which the pty is a USB serial port of device ``1-1``.
 
-        As the kernel's ABI (Documentation/ABI/stable/sysfs-bus-usb): ``bus/usb/devices/1-1`` links to the device,
-        whose ``authorized`` attribute reads 1; writing 0 removes its interfaces (the tty goes), writing 1 back
-        probes them again: a new pty behind the same symlink, its firmware state (a hang) unchanged.
+        As the kernel's ABI (Documentation/ABI/testing/sysfs-bus-usb, Documentation/usb/authorization):
+        ``bus/usb/devices/1-1`` links to the device, whose ``authorized`` attribute reads 1; writing 0 removes its
+        interfaces (the tty goes), writing 1 back probes them again: a new pty behind the same symlink, its
+        firmware state (a hang) unchanged.
         """
 
         def setup() -> None:
