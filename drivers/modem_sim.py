@@ -85,6 +85,7 @@ class _Session:
 
 FAULTS = ("garbage", "silent", "cme", "hung")
 MUTE = ("silent", "hung")  # faults under which nothing is answered
+USB_DEVICE = os.path.join("devices", "platform", "usb1", "1-1")  # the modem's USB device in the modelled sysfs
 POWER_WATCH_S = 0.05  # how often the simulator looks at its power pin and its sysfs authorized file
 CFUN_REBOOT_S = 0.3  # AT+CFUN=1,1: OK, then the port drops and comes back
 BASIC_COMMANDS = re.compile(r"^AT(E[01]?|V[01]?|Z|I|&K[03]|\+CMEE(=\d|\?)?)?$")
@@ -141,7 +142,7 @@ class ModemSimulator:
         self.boot_s = boot_s  # from power-up to the port enumerating (a Quectel EG25 takes about 13 s)
         self._power_pin: Any = None
         self._sysfs: str | None = None
-        self._authorized_seen: tuple[int, int, str] | None = None  # (mtime_ns, size, value) of sysfs authorized
+        self._authorized_seen: tuple[int, int] | None = None  # (mtime_ns, size) of the sysfs authorized file
         self.power_cycles = 0
         self.reenumerations = 0
 
@@ -217,7 +218,7 @@ class ModemSimulator:
 
         def setup() -> None:
             self._sysfs = root
-            device = os.path.join(root, "devices", "platform", "usb1", "1-1")
+            device = os.path.join(root, USB_DEVICE)
             os.makedirs(os.path.join(device, "1-1:1.2"), exist_ok=True)
             with open(os.path.join(device, "idVendor"), "w") as f:
                 f.write("2c7c\n")  # Quectel's USB vendor id
@@ -407,22 +408,30 @@ class ModemSimulator:
             stamp = self._authorized_stamp()
             if stamp != self._authorized_seen:
                 self._authorized_seen = stamp
-                if stamp is not None and stamp[2] == "0":
+                if stamp is not None and self._authorized_value() == "0":
                     self._unplug()  # de-authorised: the interfaces, and the tty, are gone
                 elif self.powered:
                     # Authorised again (a write of 0 then 1 faster than this watch still changed the file).
                     self.reenumerations += 1
                     self._replug()
 
-    def _authorized_stamp(self) -> tuple[int, int, str] | None:
+    def _authorized_path(self) -> str:
+        return os.path.join(self._sysfs or "", USB_DEVICE, "authorized")
+
+    def _authorized_stamp(self) -> tuple[int, int] | None:
         try:
-            path = os.path.join(self._sysfs or "", "devices", "platform", "usb1", "1-1", "authorized")
-            st = os.stat(path)
-            with open(path) as f:
-                value = f.read().strip()
+            st = os.stat(self._authorized_path())
         except OSError:
             return None
-        return st.st_mtime_ns, st.st_size, value
+        return st.st_mtime_ns, st.st_size
+
+    def _authorized_value(self) -> str | None:
+        """Read only when the file changed: the watch runs every POWER_WATCH_S."""
+        try:
+            with open(self._authorized_path()) as f:
+                return f.read().strip()
+        except OSError:
+            return None
 
     def _link_tty(self) -> None:
         # /sys/class/tty/<pts number>/device -> the USB interface, as for a /dev/ttyUSBn
@@ -433,7 +442,7 @@ class ModemSimulator:
         link = os.path.join(tty_dir, "device")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(link)
-        os.symlink(os.path.join(self._sysfs, "devices", "platform", "usb1", "1-1", "1-1:1.2"), link)
+        os.symlink(os.path.join(self._sysfs, USB_DEVICE, "1-1:1.2"), link)
 
     def _set_power(self, on: bool) -> None:
         if on == self.powered:
