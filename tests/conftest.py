@@ -65,6 +65,15 @@ async def wait_until(
         await asyncio.sleep(interval)
 
 
+async def on_screen(app: Any, kind: type, timeout: float = 10.0, message: str | None = None) -> Any:
+    """Wait until a Textual app shows a ``kind`` screen *with its widgets made* (pushed is not enough: its
+    compose runs later, so a query right after the push finds nothing), and return it."""
+    await wait_until(
+        lambda: isinstance(app.screen, kind) and app.screen.is_mounted, timeout, message=message or kind.__name__
+    )
+    return app.screen
+
+
 def wait_until_sync(
     condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, message: str = "condition"
 ) -> Any:

@@ -26,6 +26,7 @@ from .screens import (
     OverrideScreen,
     RoadView,
     UnscheduledStopScreen,
+    composed,
 )
 from .settings import PinError, PinLock
 from .widgets import MODE_NAMES
@@ -50,6 +51,14 @@ class StopPickerScreen(ModalScreen[None]):
 
     def compose(self) -> Any:
         yield RoadView(self.console_app, id="picker")
+
+    async def show_tour(self) -> None:
+        """Another day or a new tour: a new view, whose mount puts the focus back on the button pressed (a view
+        recomposed in place keeps no focus, and one still mounting lost its buttons under its own focus code)."""
+        if not composed(self):
+            return  # not made yet: its compose reads the new tour
+        await self.remove_children()
+        await self.mount(RoadView(self.console_app, id="picker"))
 
 
 class ConsoleApp(App[None]):
@@ -180,7 +189,7 @@ class ConsoleApp(App[None]):
         self.main.show_header()
         await self.main.show_body()
         if isinstance(self.screen, StopPickerScreen):
-            await self.screen.query_one(RoadView).recompose()
+            await self.screen.show_tour()
 
     async def action_reload(self) -> None:
         await self.reload()

@@ -25,6 +25,16 @@ if TYPE_CHECKING:
 
 # Every screen and view is given the console it shows (its state, its words in ``console_app.i18n``, its
 # commands) when it is made: none reaches for ``self.app``, whose type Textual does not know.
+#
+# The app tells screens of news (state, alarms, the language) as it comes, and news can land between the push of a
+# screen and the making of its widgets (under load, or the moment the idle lock pushes the login screen). So every
+# method the app calls on a screen does nothing while the widgets are not there, and each screen builds itself
+# from the console's current state when it is composed: it never misses what came in between.
+
+
+def composed(screen: Screen[Any]) -> bool:
+    """Its widgets are there: false from the push until compose has made them (true again in on_mount)."""
+    return bool(screen.children)
 
 
 # --- login and lock --------------------------------------------------------------------------------------------
@@ -63,10 +73,11 @@ class LoginScreen(Screen):
             name.focus()
 
     def offer_name(self, name: str | None) -> None:
-        """The controller told us the last driver: prefill, unless the driver already typed something."""
-        field = self.query_one("#name", Input)
-        if name and not field.value:
-            field.value = name
+        """The controller told us the last driver: prefill, unless the driver already typed something (before
+        the widgets are made, nothing to do: compose reads the last driver from the console)."""
+        for field in self.query("#name").results(Input):
+            if name and not field.value:
+                field.value = name
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#login-go")
@@ -101,7 +112,7 @@ class LoginScreen(Screen):
         self.console_app.action_toggle_language()
 
     def relabel(self) -> None:
-        typed = self.query_one("#name", Input).value
+        typed = next((f.value for f in self.query("#name").results(Input)), "")
         self.refresh(recompose=True)
         self.call_after_refresh(lambda: self.offer_name(typed))
 
@@ -153,12 +164,11 @@ class RoadView(Vertical):
     def on_mount(self) -> None:
         c = self.console_app
         refocus, c.refocus = c.refocus, None
-        if refocus is not None:
-            self.query_one(f"#{refocus}", Button).focus()  # browsing days: stay on the button pressed
-            return
-        suggested = self.query(".suggested")
-        target = suggested.first() if suggested else (self.query(".stop").first() if self.query(".stop") else None)
-        (target or self.query_one("#other-stop", Button)).focus()
+        # Browsing days: stay on the button pressed; else the suggested stop, the first one, "another stop".
+        for selector in (f"#{refocus}" if refocus else "", ".suggested", ".stop", "#other-stop"):
+            if selector and (found := self.query(selector)):
+                found.first().focus()
+                return
 
     def _stop(self, button_id: str | None) -> dict[str, Any] | None:
         if not button_id or not button_id.startswith("stop-"):
@@ -505,6 +515,8 @@ class InterlockScreen(ModalScreen[None]):
 
     def show(self) -> None:
         self.remove_class("-cleared")  # back before it was uncovered: it stays
+        if not composed(self):
+            return  # on_mount shows the alarms of the moment
         c = self.console_app
         alarms = c.interlocks()
         text = "\n\n".join(c.i18n.alarm(a) for a in alarms)
@@ -592,6 +604,8 @@ class AlarmsScreen(ModalScreen[None]):
         self.app.call_later(self.show_rows)
 
     async def show_rows(self) -> None:
+        if not composed(self):
+            return  # on_mount shows the alarms of the moment
         c = self.console_app
         alarms = c.alarms()
         box = self.query_one("#alarm-rows", VerticalScroll)

@@ -178,6 +178,7 @@ class OpeningScreen(KioskScreen):
     def __init__(self, kiosk: KioskApp, label: str):
         super().__init__(kiosk)
         self.label = label
+        self.has_failed = False
 
     def compose(self) -> ComposeResult:
         yield Title(self.t("opening", service=self.label), id="opening-title")
@@ -185,7 +186,17 @@ class OpeningScreen(KioskScreen):
         yield LoadingIndicator()
         yield BigButton(self.t("back"), id="back", classes="secondary hidden")
 
+    def on_mount(self) -> None:
+        super().on_mount()
+        if self.has_failed:  # the answer came before the widgets: show it now
+            self._show_failed()
+
     def failed(self) -> None:
+        self.has_failed = True
+        if self.composed:
+            self._show_failed()
+
+    def _show_failed(self) -> None:
         self.query_one("#opening-help", Notice).update(self.t("opening.failed"))
         self.query_one(LoadingIndicator).display = False
         back = self.query_one("#back", BigButton)

@@ -29,7 +29,7 @@ from firmware_host.console.screens import (
 from firmware_host.console.settings import PinLock
 from firmware_host.console.widgets import StepRow
 
-from ..conftest import make_config, wait_until
+from ..conftest import make_config, on_screen, wait_until
 from .test_checklist import bus_config, day_clock
 
 SIZE = (100, 32)
@@ -50,13 +50,12 @@ async def console(controller: Any, **kwargs: Any) -> AsyncIterator[tuple[Console
 
 
 async def login(app: ConsoleApp, pilot: Any, name: str = "Marie", pin: str | None = None) -> None:
-    await wait_until(lambda: isinstance(app.screen, LoginScreen), message="login screen")
-    field = app.screen.query_one("#name", Input)
+    field = (await on_screen(app, LoginScreen, message="login screen")).query_one("#name", Input)
     field.value = ""
     await pilot.press(*name, "enter")
     if pin is not None:
         await pilot.press(*pin, "enter")
-    await wait_until(lambda: isinstance(app.screen, MainScreen), message="main screen")
+    await on_screen(app, MainScreen, message="main screen")
 
 
 def body(app: ConsoleApp) -> Any:
@@ -123,7 +122,7 @@ async def test_override_asks_for_a_reason_and_logs_it(bus: Any) -> None:
         await pilot.press("enter")
         await wait_body(app, ChecklistView)
         await pilot.click("#finish")
-        dialog = await wait_until(lambda: app.screen if isinstance(app.screen, OverrideScreen) else None)
+        dialog = await on_screen(app, OverrideScreen)
         listed = text_of(dialog.query_one("#override-steps", Static))
         assert "Bus garé, frein serré, cales posées" in listed and "Câble branché" in listed
         ok = dialog.query_one("#override-ok", Button)
@@ -144,7 +143,7 @@ async def test_interlock_warning_buzzer_and_acknowledge(bus: Any) -> None:
     async with console(bus) as (app, pilot):
         await login(app, pilot)
         await sim_set(bus, **{"gpio.ignition": True})  # dish raised and cable plugged: both interlocks
-        screen = await wait_until(lambda: app.screen if isinstance(app.screen, InterlockScreen) else None)
+        screen = await on_screen(app, InterlockScreen)
         await wait_until(lambda: "débranchez le câble" in text_of(screen.query_one("#interlock-text", Static)))
         assert "rangez l'antenne" in text_of(screen.query_one("#interlock-text", Static))
         await wait_until(lambda: buzzer.pin.state == 1, message="buzzer sounding")
@@ -159,7 +158,7 @@ async def test_interlock_warning_buzzer_and_acknowledge(bus: Any) -> None:
         await wait_until(lambda: "rangez l'antenne" not in text_of(screen.query_one("#interlock-text", Static)))
         assert isinstance(app.screen, InterlockScreen)
         await sim_set(bus, **{"shore.connected": False})
-        await wait_until(lambda: isinstance(app.screen, MainScreen), message="warning gone with its cause")
+        await on_screen(app, MainScreen, message="warning gone with its cause")
         assert buzzer.pin.state == 0
 
 
@@ -167,14 +166,14 @@ async def test_a_warning_cleared_under_another_screen_goes_when_uncovered(bus: A
     async with console(bus) as (app, pilot):
         await login(app, pilot)
         await sim_set(bus, **{"gpio.ignition": True})
-        warning = await wait_until(lambda: app.screen if isinstance(app.screen, InterlockScreen) else None)
+        warning = await on_screen(app, InterlockScreen)
         app.action_show_alarms()  # a screen over the warning, as a worker finishing late can open one
-        await wait_until(lambda: isinstance(app.screen, AlarmsScreen), message="alarms over the warning")
+        await on_screen(app, AlarmsScreen, message="alarms over the warning")
         await sim_set(bus, **{"gpio.ignition": False})
         await wait_until(lambda: warning.has_class("-cleared"), message="warning cleared under the alarms")
         assert not warning.query_one("#interlock-box").display  # the main screen shows through, not the red
         await pilot.press("escape")
-        await wait_until(lambda: isinstance(app.screen, MainScreen), message="warning gone once uncovered")
+        await on_screen(app, MainScreen, message="warning gone once uncovered")
         assert not any(isinstance(s, InterlockScreen) for s in app.screen_stack)
 
 
@@ -209,7 +208,7 @@ async def test_unscheduled_stop_and_changing_the_stop(bus: Any) -> None:
         await login(app, pilot)
         await wait_body(app, RoadView)
         await pilot.click("#other-stop")
-        form = await wait_until(lambda: app.screen if isinstance(app.screen, UnscheduledStopScreen) else None)
+        form = await on_screen(app, UnscheduledStopScreen)
         await pilot.press(*"Saint-Gervais", "tab", *"632", "enter")
         await wait_until(lambda: "Code INSEE : 5 caractères" in text_of(form.query_one("#stop-error")))
         form.query_one("#insee", Input).value = "63354"
@@ -220,10 +219,10 @@ async def test_unscheduled_stop_and_changing_the_stop(bus: Any) -> None:
         await pilot.click("#step-parked")
         await wait_until(lambda: "coché par Marie" in text_of(row(app, "parked")))
         await pilot.click("#change-stop")  # wrong stop: pick the scheduled one; the ticks stay
-        picker = await wait_until(lambda: app.screen if isinstance(app.screen, StopPickerScreen) else None)
+        picker = await on_screen(app, StopPickerScreen)
         await pilot.click(picker.query_one("#stop-1", Button))
         await wait_until(lambda: (bus.state.value("checklist", "stop") or {}).get("commune") == "Manzat")
-        await wait_until(lambda: isinstance(app.screen, MainScreen))
+        await on_screen(app, MainScreen)
         await wait_until(lambda: "Arrivée à Manzat" in text_of(body(app).query_one(".title", Static)))
         assert "coché par Marie" in text_of(row(app, "parked"))
         await pilot.click("#cancel-run")
@@ -250,7 +249,7 @@ async def test_pin_lockout_then_unlock(bus: Any, tmp_path: Path) -> None:
     now = [1000.0]
     pin = PinLock("4821", monotonic=lambda: now[0])
     async with console(bus, pin=pin) as (app, pilot):
-        await wait_until(lambda: isinstance(app.screen, LoginScreen))
+        await on_screen(app, LoginScreen)
         await wait_until(lambda: app.status is not None, message="status")
         await pilot.press(*"Marie", "enter")
         for _ in range(5):
@@ -261,23 +260,66 @@ async def test_pin_lockout_then_unlock(bus: Any, tmp_path: Path) -> None:
         assert isinstance(app.screen, LoginScreen) and "réessayez" in text_of(error)
         now[0] += 31
         await pilot.press(*"4821", "enter")
-        await wait_until(lambda: isinstance(app.screen, MainScreen), message="unlocked")
+        await on_screen(app, MainScreen, message="unlocked")
         assert app.driver == "Marie"
         await pilot.press("f9")  # lock: the next driver signs in
-        await wait_until(lambda: isinstance(app.screen, LoginScreen))
+        await on_screen(app, LoginScreen)
         assert app.driver is None
 
 
 async def test_idle_console_locks_itself(bus: Any) -> None:
     now = [0.0]
     async with console(bus, pin=PinLock("1234"), lock_after_s=0.2, monotonic=lambda: now[0]) as (app, pilot):
-        await wait_until(lambda: isinstance(app.screen, LoginScreen))
+        await on_screen(app, LoginScreen)
         await pilot.press(*"Marie", "enter", *"1234", "enter")
-        await wait_until(lambda: isinstance(app.screen, MainScreen))
+        await on_screen(app, MainScreen)
         now[0] += 1.0
-        await wait_until(lambda: isinstance(app.screen, LoginScreen), message="locked after idling")
-        field = app.screen.query_one("#name", Input)
+        locked = await on_screen(app, LoginScreen, message="locked after idling")
+        field = locked.query_one("#name", Input)
         await wait_until(lambda: field.value == "", message="the name is asked again")
+
+
+async def test_news_landing_before_a_screen_is_drawn_is_shown_once_it_is(bus: Any) -> None:
+    """The app tells its screens of news as it comes (the last driver, alarms, the language, a new tour), and a
+    screen just pushed has no widgets yet: its compose runs later. CI once failed on the login screen the idle lock
+    had just pushed. Each screen takes the news quietly and, once drawn, shows the state of that moment."""
+    async with console(bus, pin=PinLock("1234")) as (app, pilot):
+        await login(app, pilot, pin="1234")
+        await wait_body(app, RoadView)
+        app.last_driver = "Paul"
+        app.action_lock()
+        locked = app.screen
+        assert isinstance(locked, LoginScreen) and not locked.children
+        locked.offer_name("Paul")  # each of these raised NoMatches before
+        locked.relabel()
+        await on_screen(app, LoginScreen)
+        await wait_until(lambda: locked.query_one("#name", Input).value == "Paul", message="the name offered")
+        await pilot.press(*"1234", "enter")
+        await on_screen(app, MainScreen)
+
+        bus.io.drive("ignition", True)  # an interlock alarm for the screens to show
+        await wait_until(lambda: app.interlocks(), message="interlock alarm")
+        shown = await on_screen(app, InterlockScreen)  # the app's own stays under the two below
+        warning = InterlockScreen(app)
+        app.push_screen(warning)
+        warning.show()
+        assert await on_screen(app, InterlockScreen) is warning and shown is not warning
+        assert "débranchez" in text_of(warning.query_one("#interlock-text", Static))
+        app.pop_screen()
+        alarms = AlarmsScreen(app)
+        app.push_screen(alarms)
+        await alarms.show_rows()
+        await on_screen(app, AlarmsScreen)
+        await wait_until(lambda: "débranchez" in rows_text(alarms), message="the alarm listed")
+        app.pop_screen()
+        bus.io.drive("ignition", False)
+        await on_screen(app, MainScreen, message="the warning gone with its cause")
+
+        picker = StopPickerScreen(app)
+        app.push_screen(picker)
+        await app.reload()
+        await on_screen(app, StopPickerScreen)
+        assert picker.query_one(RoadView).query(".stop")
 
 
 async def test_timers_landing_while_the_console_closes_are_ignored(bus: Any) -> None:
@@ -423,7 +465,7 @@ async def test_overload_and_a_silent_modem_in_french_then_acknowledged(bus: Any)
         await pilot.click("#alarm-details-toggle")  # the technical text, on request only
         await wait_until(lambda: "inverter reports overload" in text_of(screen.query_one("#alarm-details")))
         await pilot.press("escape")
-        await wait_until(lambda: isinstance(app.screen, MainScreen))
+        await on_screen(app, MainScreen)
         assert "(acquittée)" in text_of(status)
 
 

@@ -19,7 +19,7 @@ from rich.console import Console
 from firmware_host.api import call_once
 from firmware_host.console.screens import ChecklistView, InterlockScreen, RoadView
 
-from ..conftest import make_config, wait_until
+from ..conftest import make_config, on_screen, wait_until
 from .test_checklist import ROOT, day_clock
 from .test_console import SIZE, body, console, login, row, text_of, wait_body
 
@@ -105,8 +105,8 @@ async def test_interlock_screen(bus: Any) -> None:
         await login(app, pilot)
         await wait_body(app, RoadView)
         bus.io.drive("ignition", True)  # ignition on, dish not stowed (pin low), cable plugged in
-        await wait_until(lambda: isinstance(app.screen, InterlockScreen), message="interlock")
-        await wait_until(lambda: "débranchez" in text_of(app.screen.query_one("#interlock-text")))
+        warning = await on_screen(app, InterlockScreen, message="interlock")
+        await wait_until(lambda: "débranchez" in text_of(warning.query_one("#interlock-text")))
         await pilot.pause()
         check("interlock", screen_text(app))
         assert app.size == SIZE and body(app) is not None

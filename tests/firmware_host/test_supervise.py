@@ -20,7 +20,7 @@ from firmware_host.supervise.fleet import Fleet, FleetLink
 from firmware_host.supervise.screens import BusScreen, ConfirmScreen, FleetScreen
 from firmware_host.supervise.widgets import FleetTable
 
-from ..conftest import make_config, wait_until
+from ..conftest import make_config, on_screen, wait_until
 from .mosquitto import Broker, Watcher, publish_fleet
 
 SIZE = (140, 40)
@@ -312,8 +312,8 @@ async def test_app_shows_a_real_bus_and_runs_commands(tmp_path: Path, broker: Br
         await wait_until(lambda: "1 · ALARME CRITIQUE" in screen_text(app), message="the alarm in the table")
 
         await pilot.press("enter")
-        assert isinstance(app.screen, BusScreen) and app.screen.bus_id == "bus-07"
-        detail = app.screen
+        detail = await on_screen(app, BusScreen)
+        assert detail.bus_id == "bus-07"
         await wait_until(lambda: detail.query_one("#chart-soc").spark.data, message="history loaded")
         soc_series = detail.query_one("#chart-soc").spark.data
         assert len(soc_series) in (24, 25)  # two hours in 5-minute buckets (aligned on the clock)

@@ -12,7 +12,7 @@ from firmware_host.api import ClientError
 from kiosk.launcher.screens import ConfirmEndScreen, EndScreen, SessionScreen
 from kiosk.launcher.widgets import ServiceGrid
 from kiosk.settings import DEFAULT_SERVICES
-from tests.conftest import wait_until
+from tests.conftest import on_screen, wait_until
 
 # Beyond the shipped list, what a bus might add (up to 12 tiles): for the screen-size tests and the screenshots.
 MORE_SERVICES = [
@@ -156,11 +156,6 @@ def screen_services(count: int) -> list[dict[str, Any]]:
             }
         )
     return out
-
-
-async def on_screen(app: Any, kind: type, timeout: float = 10.0) -> Any:
-    await wait_until(lambda: isinstance(app.screen, kind) and app.screen.is_mounted, timeout, message=kind.__name__)
-    return app.screen
 
 
 async def tap(pilot: Any, selector: str, timeout: float = 10.0) -> None:

@@ -333,6 +333,21 @@ async def test_a_service_that_cannot_open_says_so_and_goes_back() -> None:
         await on_screen(app, WelcomeScreen)
 
 
+async def test_a_refusal_landing_before_the_opening_screen_is_drawn_is_shown_once_it_is() -> None:
+    """The controller can refuse a service before the opening screen has made its widgets (its compose runs after
+    the push): the refusal is kept and shown when they are, with the way back."""
+    app = launcher(ScriptedKiosk())
+    async with app.run_test(size=(100, 40)):
+        await on_screen(app, WelcomeScreen)
+        app.mode = "opening"
+        opening = OpeningScreen(app, "CAF")
+        app.push_screen(opening)
+        opening.failed()  # raised NoMatches before: nothing composed yet
+        assert await on_screen(app, OpeningScreen) is opening
+        await wait_until(lambda: "Ce service ne peut pas s'ouvrir pour le moment" in texts(app))
+        assert opening.query_one("#back").display and app.focused is opening.query_one("#back")
+
+
 async def test_keyboard_only_from_welcome_to_the_end() -> None:
     kiosk = ScriptedKiosk()
     app = launcher(kiosk)
