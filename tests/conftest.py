@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.css.query import NoMatches
 
 from firmware_host import config as config_mod
 from firmware_host.controller import Controller
@@ -52,16 +53,24 @@ def free_port() -> int:
 async def wait_until(
     condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, message: str = "condition"
 ) -> Any:
-    """Poll ``condition`` (sync or async) until truthy; fail with ``message`` after ``timeout`` seconds."""
+    """Poll ``condition`` (sync or async) until truthy; fail with ``message`` after ``timeout`` seconds.
+
+    A condition on a Textual widget that is not there yet (its screen or view still being composed, or swapped
+    for a new one) raises NoMatches: that is "not yet", not a failure, until the deadline."""
     deadline = time.monotonic() + timeout
     while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
+        try:
+            result = condition()
+            if asyncio.iscoroutine(result):
+                result = await result
+        except NoMatches as exc:
+            result, missing = None, exc
+        else:
+            missing = None
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}") from missing
         await asyncio.sleep(interval)
 
 
