@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import math
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,7 @@ from textual.binding import Binding
 from textual.containers import Center, Container, Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen, Screen
+from textual.widget import Widget
 from textual.widgets import Button, Input, Static
 
 from ..tour import unscheduled_stop
@@ -32,9 +34,9 @@ if TYPE_CHECKING:
 # from the console's current state when it is composed: it never misses what came in between.
 
 
-def composed(screen: Screen[Any]) -> bool:
-    """Its widgets are there: false from the push until compose has made them (true again in on_mount)."""
-    return bool(screen.children)
+def composed(node: Widget) -> bool:
+    """Its widgets are there: false from the push or mount until compose has made them (true in on_mount)."""
+    return bool(node.children)
 
 
 # --- login and lock --------------------------------------------------------------------------------------------
@@ -234,6 +236,8 @@ class ChecklistView(Vertical):
 
     def show(self, status: dict[str, Any]) -> None:
         self.run_status = status
+        if not composed(self):
+            return  # on_mount shows the latest
         run = status["run"]
         for step in run["steps"]:
             for row in self.query(f"#step-{step['id']}").results(StepRow):
@@ -331,6 +335,7 @@ class MainScreen(Screen):
         super().__init__()
         self.console_app = console
         self.body_key: tuple[Any, ...] | None = None
+        self.body_lock = asyncio.Lock()  # the app and its workers redraw the body: one swap at a time
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
@@ -375,6 +380,10 @@ class MainScreen(Screen):
         return ("road", lang, tour.get("date"), tour.get("suggested"), stops, tour.get("clock_synced")), RoadView(c)
 
     async def show_body(self, force: bool = False) -> None:
+        async with self.body_lock:
+            await self._show_body(force)
+
+    async def _show_body(self, force: bool) -> None:
         if not self.query("#body"):
             return
         key, view = self._body_for()

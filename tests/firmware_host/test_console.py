@@ -322,6 +322,17 @@ async def test_news_landing_before_a_screen_is_drawn_is_shown_once_it_is(bus: An
         assert picker.query_one(RoadView).query(".stop")
 
 
+async def test_body_redraws_from_the_app_and_its_workers_do_not_interleave(bus: Any) -> None:
+    """The app's handlers and its workers (reload, arrive) redraw the main body at once: each swap of the body's
+    view waits for the one before, so the body never holds two views, half-made ones included."""
+    async with console(bus) as (app, pilot):
+        await login(app, pilot)
+        await wait_body(app, RoadView)
+        await asyncio.gather(*(app.main.show_body(force=True) for _ in range(3)))
+        views = list(app.main.query_one("#body").children)
+        assert len(views) == 1 and isinstance(views[0], RoadView) and views[0].query("#other-stop")
+
+
 async def test_timers_landing_while_the_console_closes_are_ignored(bus: Any) -> None:
     """Textual removes the screens before it stops the app's timers; a tick in between must not look for them."""
     now = [0.0]
