@@ -409,11 +409,22 @@ async def test_the_next_visitor_starts_in_french() -> None:
 
 
 async def test_an_idle_services_screen_goes_back_to_welcome() -> None:
-    app = launcher(ScriptedKiosk(), back_after_s=0.3)
+    now = [0.0]  # the launcher's own clock: a real 0.3 s could pass before the services screen was ever seen
+    kiosk = ScriptedKiosk()
+    app = launcher(kiosk, back_after_s=20, monotonic=lambda: now[0])
+
+    def polls() -> int:
+        return sum(1 for cmd, _ in kiosk.calls if cmd == "kiosk.status")
+
     async with app.run_test(size=(100, 40)) as pilot:
         await tap(pilot, "#touch")
-        await on_screen(app, ServicesScreen)
-        await on_screen(app, WelcomeScreen)
+        services = await on_screen(app, ServicesScreen)
+        now[0] += 19
+        seen = polls()
+        await wait_until(lambda: polls() >= seen + 3, message="three more polls")
+        assert app.screen is services  # 19 s untouched: still there
+        now[0] += 2
+        await on_screen(app, WelcomeScreen, message="back to welcome after 20 s untouched")
 
 
 # --- against a real controller -------------------------------------------------------------------------------
