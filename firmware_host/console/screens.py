@@ -50,14 +50,16 @@ class LoginScreen(Screen):
     def __init__(self, console: ConsoleApp, **kwargs: Any):
         super().__init__(**kwargs)
         self.console_app = console
+        self.name_value: str | None = None  # the name field's text when (re)composed; None: the last driver
 
     def compose(self) -> ComposeResult:
         c = self.console_app
         t = c.i18n.t
+        name = self.name_value if self.name_value is not None else (c.driver or c.last_driver or "")
         with Center(id="login-box"):
             yield Static(Content(f"{t('login.title')} - {c.vehicle_name}"), id="login-title")
             yield Static(t("login.name"), classes="field-label")
-            yield Input(value=c.driver or c.last_driver or "", id="name", max_length=64)
+            yield Input(value=name, id="name", max_length=64)
             if c.pin is not None:
                 yield Static(t("login.pin"), classes="field-label")
                 yield Input(password=True, id="pin", max_length=8, restrict=r"[0-9]*")
@@ -75,11 +77,16 @@ class LoginScreen(Screen):
             name.focus()
 
     def offer_name(self, name: str | None) -> None:
-        """The controller told us the last driver: prefill, unless the driver already typed something (before
-        the widgets are made, nothing to do: compose reads the last driver from the console)."""
-        for field in self.query("#name").results(Input):
-            if name and not field.value:
+        """The controller told us the last driver: prefill, unless the driver already typed something (kept for
+        compose when the field is not made yet)."""
+        if not name:
+            return
+        fields = list(self.query("#name").results(Input))
+        for field in fields:
+            if not field.value:
                 field.value = name
+        if not fields and not self.name_value:
+            self.name_value = name
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#login-go")
@@ -114,9 +121,9 @@ class LoginScreen(Screen):
         self.console_app.action_toggle_language()
 
     def relabel(self) -> None:
-        typed = next((f.value for f in self.query("#name").results(Input)), "")
+        for field in self.query("#name").results(Input):
+            self.name_value = field.value  # what the driver typed (or cleared) survives the new words
         self.refresh(recompose=True)
-        self.call_after_refresh(lambda: self.offer_name(typed))
 
 
 # --- the main screen ---------------------------------------------------------------------------------------------

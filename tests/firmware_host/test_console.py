@@ -279,6 +279,16 @@ async def test_idle_console_locks_itself(bus: Any) -> None:
         await wait_until(lambda: field.value == "", message="the name is asked again")
 
 
+async def test_the_language_switch_on_the_login_screen_keeps_what_the_driver_typed(bus: Any) -> None:
+    async with console(bus) as (app, pilot):
+        login_screen = await on_screen(app, LoginScreen)
+        app.last_driver = "Paul"  # offered, then replaced by the driver
+        login_screen.query_one("#name", Input).value = ""
+        await pilot.press(*"Ma", "f2")
+        await wait_until(lambda: "Your first name" in text_of(login_screen.query_one(".field-label", Static)))
+        assert login_screen.query_one("#name", Input).value == "Ma"
+
+
 async def test_news_landing_before_a_screen_is_drawn_is_shown_once_it_is(bus: Any) -> None:
     """The app tells its screens of news as it comes (the last driver, alarms, the language, a new tour), and a
     screen just pushed has no widgets yet: its compose runs later. CI once failed on the login screen the idle lock
@@ -286,14 +296,13 @@ async def test_news_landing_before_a_screen_is_drawn_is_shown_once_it_is(bus: An
     async with console(bus, pin=PinLock("1234")) as (app, pilot):
         await login(app, pilot, pin="1234")
         await wait_body(app, RoadView)
-        app.last_driver = "Paul"
         app.action_lock()
         locked = app.screen
         assert isinstance(locked, LoginScreen) and not locked.children
         locked.offer_name("Paul")  # each of these raised NoMatches before
         locked.relabel()
         await on_screen(app, LoginScreen)
-        await wait_until(lambda: locked.query_one("#name", Input).value == "Paul", message="the name offered")
+        assert locked.query_one("#name", Input).value == "Paul"  # the name offered meanwhile
         await pilot.press(*"1234", "enter")
         await on_screen(app, MainScreen)
 
